@@ -1,0 +1,155 @@
+"""`ofsys-pipeline` command line: run, demo, produce, journey-emulator, bench.
+
+Bad usage or configuration prints one line and exits 2; the account key is never
+echoed (config errors describe its shape, not its value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from . import __version__, config, logs
+from .errors import BrokerMissingError, ConfigError, PipelineError
+
+EXIT_CONFIG = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message}\n")
+
+
+def _fail(message: str) -> NoReturn:
+    sys.stderr.write(f"ofsys-pipeline: error: {message}\n")
+    raise SystemExit(EXIT_CONFIG)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaException
+
+    from .app import Pipeline
+    from .metrics import Metrics
+    from .server import Health, serve
+
+    settings = config.load(os.environ, vars(args))
+    logs.setup(settings.log_level)
+    metrics = Metrics()
+    health = Health(poll_stale_s=max(10.0, 3 * settings.flush_interval_ms / 1000.0))
+    try:
+        pipeline = Pipeline(settings, metrics, health)
+    except KafkaException as exc:  # librdkafka refuses an OFSYS_KAFKA_* property
+        raise ConfigError(f"Kafka configuration: {exc.args[0].str()}") from exc
+    server = serve(settings.metrics_port, metrics, health) if settings.metrics_port else None
+    signal.signal(signal.SIGTERM, lambda *_: pipeline.stop())
+    signal.signal(signal.SIGINT, lambda *_: pipeline.stop())
+    try:
+        pipeline.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+    return 0
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from .journey_emulator import serve
+
+    key = args.account_key or os.environ.get("OFSYS_ACCOUNT_KEY")
+    if not key:
+        raise ConfigError("--account-key or OFSYS_ACCOUNT_KEY is required")
+    config.load({"OFSYS_TOPIC": "t", "OFSYS_JOURNEY_URL": "http://x", "OFSYS_ACCOUNT_KEY": key})
+    serve(account_key=key, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
+    from . import topics
+    from .produce import Encoder, ShopTraffic, encoded, produce
+    from .schemas import load_family
+
+    bootstrap = args.bootstrap_servers
+    topics.ensure(AdminClient({"bootstrap.servers": bootstrap}), args.topic, args.partitions)
+    traffic = ShopTraffic(seed=args.seed, duplicate_rate=args.duplicates, invalid_rate=args.invalid)
+    encode = Encoder(load_family("site_event"), args.schema_registry_url)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    sent = produce(producer, args.topic, encoded(traffic, encode), args.count, args.rate)
+    sys.stdout.write(f'{{"produced": {sent}, "topic": "{args.topic}"}}\n')
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(duration_s=args.duration, rate=args.rate)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(events=args.events, partitions=args.partitions, plot=args.plot)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ofsys-pipeline", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser(
+        "run",
+        help="consume site events and feed Journey",
+        description="Consume Avro site events from Kafka as a consumer-group "
+        "member and deliver Journey commands. Every option is also an "
+        "environment variable; OFSYS_KAFKA_<PROPERTY> passes <property> to "
+        "librdkafka (OFSYS_KAFKA_SESSION_TIMEOUT_MS -> session.timeout.ms).",
+    )
+    config.add_arguments(run)
+    run.set_defaults(func=cmd_run)
+
+    emulator = sub.add_parser("journey-emulator", help="serve the Journey contract locally")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8080)
+    emulator.add_argument("--account-key", help="[env: OFSYS_ACCOUNT_KEY]")
+    emulator.set_defaults(func=cmd_emulator)
+
+    produce = sub.add_parser("produce", help="produce realistic shop traffic")
+    produce.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    produce.add_argument("--topic", required=True)
+    produce.add_argument("--partitions", type=int, default=4, help="if the topic is created")
+    produce.add_argument("--count", type=int, default=10_000)
+    produce.add_argument("--rate", type=float, help="events per second (default: flat out)")
+    produce.add_argument("--duplicates", type=float, default=0.0, help="replay rate, 0..1")
+    produce.add_argument("--invalid", type=float, default=0.0, help="bad record rate, 0..1")
+    produce.add_argument("--schema-registry-url", help="Confluent wire format via this registry")
+    produce.add_argument("--seed", type=int, default=1)
+    produce.set_defaults(func=cmd_produce)
+
+    demo = sub.add_parser("demo", help="everything on an embedded broker, with a live view")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds (Ctrl-C stops)")
+    demo.add_argument("--rate", type=float, default=2000.0, help="events per second")
+    demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="measure events/s against the consume+decode ceiling")
+    bench.add_argument("--events", type=int, default=200_000)
+    bench.add_argument("--partitions", type=int, default=4)
+    bench.add_argument("--plot", help="write a PNG of throughput, lag and latency here")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Any = args.func
+    try:
+        return int(func(args))
+    except (ConfigError, BrokerMissingError) as exc:
+        _fail(str(exc))
+    except PipelineError as exc:
+        sys.stderr.write(f"ofsys-pipeline: {exc}\n")
+        return 1

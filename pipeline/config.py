@@ -1,0 +1,233 @@
+"""Settings: one frozen value object, read from OFSYS_* environment variables and flags.
+
+Every option is declared once in `OPTIONS`; the environment variable, the CLI flag and
+the `--help` text all derive from that declaration. Flags win over the environment.
+Any `OFSYS_KAFKA_<PROPERTY>` variable is passed to librdkafka as `<property>` with
+underscores turned into dots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+KEY_RE = re.compile(r"[A-Za-z0-9]{32}")
+
+
+class Secret:
+    """A credential that never prints: repr and str are masked, `reveal()` is explicit."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError("has an invalid port") from exc
+    return value
+
+
+def _account_key(value: str) -> Secret:
+    if not KEY_RE.fullmatch(value):
+        # Never echo the value: it is a credential even when malformed.
+        raise ValueError(f"must be exactly 32 letters and digits (got {len(value)} characters)")
+    return Secret(value)
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a positive integer")
+    return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError("must be a port number (0 turns the metrics server off)")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _topic(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value):
+        raise ValueError("must be a Kafka topic name (letters, digits, '.', '_', '-')")
+    return value
+
+
+def _nonempty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Option:
+    field: str
+    parse: Callable[[str], Any]
+    help: str
+    default: Any = None
+    required: bool = False
+
+    @property
+    def env(self) -> str:
+        return "OFSYS_" + self.field.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "kafka_bootstrap_servers",
+        _nonempty,
+        "Kafka bootstrap servers, host:port[,...]",
+        default="127.0.0.1:9092",
+    ),
+    Option("topic", _topic, "input topic of Avro site events", required=True),
+    Option("group_id", _nonempty, "consumer group id", default="ofsys-pipeline"),
+    Option("journey_url", _url, "Journey ingest URL (POST)", required=True),
+    Option(
+        "account_key", _account_key, "Journey account key: 32 letters and digits", required=True
+    ),
+    Option("dlq_topic", _topic, "dead-letter topic (default: <topic>.dlq)"),
+    Option(
+        "schema_registry_url",
+        _url,
+        "Confluent schema registry; when set, values use Confluent's wire format",
+    ),
+    Option(
+        "flush_interval_ms", _positive_int, "flush window: max time a change waits", default=1000
+    ),
+    Option("batch_max_commands", _positive_int, "max commands per Journey request", default=500),
+    Option(
+        "batch_max_bytes", _positive_int, "max body bytes per Journey request", default=1_000_000
+    ),
+    Option("metrics_port", _port, "port of /metrics, /healthz and /readyz (0: off)", default=9400),
+    Option(
+        "max_record_bytes",
+        _positive_int,
+        "larger record values are dead-lettered",
+        default=1_000_000,
+    ),
+    Option("shutdown_timeout_s", _positive_float, "max drain time on SIGTERM", default=25.0),
+    Option("journey_timeout_s", _positive_float, "timeout of one Journey request", default=10.0),
+    Option("retry_max_backoff_s", _positive_float, "cap of the retry backoff", default=30.0),
+    Option("consume_batch", _positive_int, "max records taken per poll", default=2000),
+    Option("log_level", lambda v: v.upper(), "DEBUG, INFO, WARNING or ERROR", default="INFO"),
+)
+_BY_ENV = {option.env: option for option in OPTIONS}
+KAFKA_PREFIX = "OFSYS_KAFKA_"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything `run` needs, validated. Build it with `load()`."""
+
+    kafka_bootstrap_servers: str
+    topic: str
+    group_id: str
+    journey_url: str
+    account_key: Secret
+    dlq_topic: str
+    schema_registry_url: str | None
+    flush_interval_ms: int
+    batch_max_commands: int
+    batch_max_bytes: int
+    metrics_port: int
+    max_record_bytes: int
+    shutdown_timeout_s: float
+    journey_timeout_s: float
+    retry_max_backoff_s: float
+    consume_batch: int
+    log_level: str
+    kafka: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def kafka_config(self, **overrides: Any) -> dict[str, Any]:
+        """librdkafka settings: bootstrap servers, the passthrough, then `overrides`."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "logger": logging.getLogger("ofsys.kafka"),
+        }
+        config.update(self.kafka)
+        config.update(overrides)
+        return config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare one flag per option; defaults stay None so the environment can fill in."""
+    for option in OPTIONS:
+        default = f" (default: {option.default})" if option.default is not None else ""
+        parser.add_argument(
+            option.flag,
+            dest=option.field,
+            metavar=option.field.upper(),
+            help=f"{option.help}{default} [env: {option.env}]",
+        )
+
+
+def load(environ: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Settings:
+    """Validate environment and flags into Settings; raise ConfigError naming the option."""
+    flags = flags or {}
+    kafka: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith("OFSYS_") or name in _BY_ENV:
+            continue
+        if name.startswith(KAFKA_PREFIX) and len(name) > len(KAFKA_PREFIX):
+            kafka[name[len(KAFKA_PREFIX) :].lower().replace("_", ".")] = value
+        else:
+            raise ConfigError(f"unknown option {name}")
+    values: dict[str, Any] = {"kafka": kafka}
+    for option in OPTIONS:
+        raw = flags.get(option.field)
+        source = option.flag
+        if raw is None:
+            raw, source = environ.get(option.env), option.env
+        if raw is None:
+            if option.required:
+                raise ConfigError(f"{option.env} is required ({option.help})")
+            values[option.field] = option.default
+            continue
+        try:
+            values[option.field] = option.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source} {exc}") from None
+    values["dlq_topic"] = values["dlq_topic"] or f"{values['topic']}.dlq"
+    if values["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("OFSYS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+    return Settings(**values)

@@ -1,0 +1,425 @@
+"""Journey emulator: a test double of the real Ofsys Journey endpoint.
+
+It speaks the same HTTP contract (shared/journey-contract.md) over real HTTP, so the
+demo and the tests exercise the pipeline's actual client: authentication, per-command
+validation, idempotency by batch and by command id, and injectable faults (transient
+statuses, Retry-After, latency, revoked key, rejected commands). It records what it
+accepted in a ledger that tests read back over HTTP or in process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+
+import orjson
+
+INGEST_PATH = "/v1/journey"
+
+_STR, _NUM, _QTY = 0, 1, 2
+_KIND_TEXT = {_STR: "a non-empty string", _NUM: "a number", _QTY: "an integer >= 0"}
+# Required args of each contract call, in the contract's order; optional args are free.
+_REQUIRED: dict[str, tuple[tuple[str, int], ...]] = {
+    "Track": (("f_EMail", _STR),),
+    "ECommerce.ProductView": (("idProduct", _STR),),
+    "ECommerce.AddCart": (("idCart", _STR), ("TotalPrice", _NUM)),
+    "ECommerce.UpdateCart": (("idCart", _STR), ("TotalPrice", _NUM)),
+    "ECommerce.AddCartItem": (("idCart", _STR), ("idProduct", _STR), ("quantity", _QTY)),
+    "ECommerce.RemoveCartItem": (("idCart", _STR), ("idProduct", _STR)),
+    "ECommerce.SubmitCart": (("idCart", _STR),),
+    "ECommerce.AddTransaction": (("idTransaction", _STR),),
+    "ECommerce.AddItem": (("idTransaction", _STR), ("idProduct", _STR), ("quantity", _QTY)),
+    "ECommerce.SubmitTransaction": (("idTransaction", _STR),),
+    "Trigger": (("name", _STR),),
+}
+_COUNTERS = (
+    "duplicates_received",
+    "duplicate_batches",
+    "batches",
+    "requests",
+    "rejected",
+    "faults_injected",
+)
+_FAULT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_UNAUTHORIZED = orjson.dumps({"error": "unauthorized"})
+_Response = tuple[int, bytes, dict[str, str]]
+
+
+def _has_null(value: Any) -> bool:
+    """True if a nested arg (object or list) holds a null anywhere."""
+    items = value.values() if type(value) is dict else value
+    return any(v is None or (type(v) in (dict, list) and _has_null(v)) for v in items)
+
+
+def _command_error(cmd: Any) -> str | None:
+    """What is wrong with one command, or None. Plain type checks: this is the hot path."""
+    if type(cmd) is not dict:
+        return "command must be an object"
+    cid = cmd.get("id")
+    if type(cid) is not str or not cid:
+        return "id must be a non-empty string"
+    if type(cmd.get("ts")) is not int:
+        return "ts must be an integer (ms since the epoch)"
+    for key in ("cartId", "email"):
+        if key not in cmd or (cmd[key] is not None and type(cmd[key]) is not str):
+            return f"{key} must be present, a string or null"
+    call = cmd.get("call")
+    required = _REQUIRED.get(call) if type(call) is str else None
+    if required is None:
+        return f"unknown call {call!r}"
+    args = cmd.get("args")
+    if type(args) is not dict:
+        return "args must be an object"
+    for name, kind in required:
+        if name not in args:
+            return f"{call} requires arg {name!r}"
+        value = args[name]
+        if kind == _STR:
+            ok = type(value) is str and value != ""
+        elif kind == _QTY:
+            ok = type(value) is int and value >= 0
+        else:
+            ok = type(value) in (int, float)
+        if not ok:
+            return f"arg {name!r} must be {_KIND_TEXT[kind]}"
+    for name, value in args.items():
+        if value is None:
+            return f"arg {name!r} is null (leave optional args out instead)"
+        if type(value) in (dict, list) and _has_null(value):
+            return f"arg {name!r} contains a null"
+    return None
+
+
+@dataclass
+class _Faults:
+    """Injected misbehaviour; replaced as a whole by each POST /faults."""
+
+    error_rate: float = 0.0
+    status: int = 503
+    retry_after: int | None = None
+    latency_ms: float = 0.0
+    unauthorized: bool = False
+    fail_next: int = 0
+    reject_ids: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+
+def _parse_faults(raw: dict[str, Any]) -> _Faults:
+    """Validate a fault document; ValueError names the first bad field."""
+    checks: dict[str, tuple[tuple[type, ...], Any, str]] = {
+        "error_rate": ((int, float), lambda v: 0 <= v <= 1, "a number in 0..1"),
+        "status": ((int,), lambda v: v in _FAULT_STATUSES, f"one of {sorted(_FAULT_STATUSES)}"),
+        "retry_after": ((int, type(None)), lambda v: v is None or v >= 0, "an int >= 0"),
+        "latency_ms": ((int, float), lambda v: v >= 0, "a number >= 0"),
+        "unauthorized": ((bool,), lambda v: True, "a boolean"),
+        "fail_next": ((int,), lambda v: v >= 0, "an int >= 0"),
+        "reject_ids": ((list,), lambda v: all(type(i) is str for i in v), "a list of ids"),
+        "seed": ((int, type(None)), lambda v: True, "an int"),
+    }
+    faults = _Faults()
+    for key, value in raw.items():
+        if key not in checks:
+            raise ValueError(f"unknown fault {key!r}")
+        kinds, ok, want = checks[key]
+        if type(value) not in kinds or not ok(value):
+            raise ValueError(f"fault {key!r} must be {want}")
+        setattr(faults, key, list(value) if key == "reject_ids" else value)
+    return faults
+
+
+class _Server(ThreadingHTTPServer):
+    """Tracks open connections so stop() can cut keep-alive clients off, like a crash."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], emulator: JourneyEmulator) -> None:
+        super().__init__(address, _Handler)
+        self.emulator = emulator
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up mid-request are normal under test; stay quiet about them."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive I/O only; the emulator holds all the logic and state."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # header and body go out as separate writes
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: a stderr line per request would swamp the demo's logs."""
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            with self.server.connections_lock:
+                self.server.connections.discard(self.connection)
+
+    def _handle(self) -> None:
+        """Reads the whole body first (Content-Length only) so keep-alive stays in sync."""
+        length = self.headers.get("Content-Length", "0")
+        if not length.isdigit() or "Transfer-Encoding" in self.headers:
+            self.close_connection = True
+            self._send((411, orjson.dumps({"error": "a Content-Length body is required"}), {}))
+            return
+        body = self.rfile.read(int(length)) if length != "0" else b""
+        emu = self.server.emulator
+        route = (self.command, self.path.split("?", 1)[0])
+        if route == ("POST", INGEST_PATH):
+            auth, key = self.headers.get("Authorization"), self.headers.get("Idempotency-Key")
+            self._send(emu._ingest(auth, key, body))
+        elif route == ("GET", "/ledger"):
+            self._send((200, orjson.dumps(emu.ledger()), {}))
+        elif route == ("DELETE", "/ledger"):
+            emu.reset()
+            self._send((200, orjson.dumps(emu.ledger()), {}))
+        elif route == ("GET", "/faults"):
+            self._send((200, orjson.dumps(emu.faults()), {}))
+        elif route == ("POST", "/faults"):
+            try:
+                raw = orjson.loads(body or b"{}")
+                if type(raw) is not dict:
+                    raise ValueError("faults must be a JSON object")
+                emu.set_faults(**raw)
+                self._send((200, orjson.dumps(emu.faults()), {}))
+            except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+                self._send((400, orjson.dumps({"error": str(exc)}), {}))
+        elif route == ("GET", "/healthz"):
+            self._send((200, b"ok", {"Content-Type": "text/plain"}))
+        else:
+            self._send((404, orjson.dumps({"error": "not found"}), {}))
+
+    do_GET = do_POST = do_DELETE = _handle  # noqa: N815 - http.server's naming
+
+    def _send(self, response: _Response) -> None:
+        status, body, headers = response
+        self.send_response(status)
+        if "Content-Type" not in headers:
+            self.send_header("Content-Type", "application/json")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class JourneyEmulator:
+    """In-process Journey endpoint; see the module docstring. Start it, point the client at url."""
+
+    def __init__(self, *, account_key: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        if not account_key:
+            raise ValueError("account_key must not be empty")
+        self._auth = f"Bearer {account_key}".encode()
+        self._lock = threading.Lock()
+        self._commands: list[Any] = []
+        self._ids: set[str] = set()
+        self._batches: dict[str, bytes] = {}
+        self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._faults = _Faults()
+        self._rng = random.Random()
+        self._server = _Server((host, port), self)  # binds now, so url is known before start
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._closed = False
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def url(self) -> str:
+        return self.base_url + INGEST_PATH
+
+    def start(self) -> JourneyEmulator:
+        """Serve in a background daemon thread."""
+        self._mark_started()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="journey-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until stop() or KeyboardInterrupt."""
+        self._mark_started()
+        try:
+            self._server.serve_forever(0.05)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop serving and cut open keep-alive connections; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._started:
+            self._server.shutdown()
+        with self._server.connections_lock:
+            for conn in list(self._server.connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        self._server.server_close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def _mark_started(self) -> None:
+        if self._started or self._closed:
+            raise RuntimeError("a JourneyEmulator can be started once")
+        self._started = True
+
+    def __enter__(self) -> JourneyEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def ledger(self) -> dict[str, Any]:
+        """Snapshot of what was accepted and the counters (the GET /ledger document)."""
+        with self._lock:
+            snapshot: dict[str, Any] = {"commands": list(self._commands)}
+            snapshot["accepted"] = len(self._commands)
+            snapshot.update(self._counts)
+        return snapshot
+
+    def faults(self) -> dict[str, Any]:
+        """Current fault settings (the GET /faults document); fail_next counts down."""
+        with self._lock:
+            return asdict(self._faults)
+
+    def set_faults(self, **faults: Any) -> None:
+        """Replace all fault settings (omitted ones reset to off); ValueError if invalid."""
+        parsed = _parse_faults(faults)
+        with self._lock:
+            self._faults = parsed
+            if parsed.seed is not None:
+                self._rng = random.Random(parsed.seed)
+
+    def reset(self) -> None:
+        """Forget everything: ledger, counters, remembered batches and faults."""
+        with self._lock:
+            self._commands.clear()
+            self._ids.clear()
+            self._batches.clear()
+            self._counts.update(dict.fromkeys(_COUNTERS, 0))  # in place: _ingest holds a ref
+            self._faults = _Faults()
+            self._rng = random.Random()
+
+    def _reject(self, doc: dict[str, Any]) -> _Response:
+        with self._lock:
+            self._counts["rejected"] += 1
+        return 400, orjson.dumps(doc), {}
+
+    def _ingest(self, auth: str | None, idempotency_key: str | None, body: bytes) -> _Response:
+        """One POST /v1/journey: faults, then auth, then validation, then idempotent record."""
+        counts = self._counts
+        with self._lock:
+            counts["requests"] += 1
+            f = self._faults
+            fault: int | None = None
+            if f.unauthorized:
+                fault = 401
+            elif f.fail_next > 0:
+                f.fail_next -= 1
+                fault = f.status
+            elif f.error_rate > 0 and self._rng.random() < f.error_rate:
+                fault = f.status
+            if fault is not None:
+                counts["faults_injected"] += 1
+            delay, retry_after = f.latency_ms / 1000, f.retry_after
+        if delay > 0:
+            time.sleep(delay)
+        if fault == 401:
+            return 401, _UNAUTHORIZED, {}
+        if fault is not None:
+            headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+            return fault, orjson.dumps({"error": "injected fault"}), headers
+        if auth is None or not hmac.compare_digest(auth.encode("utf-8", "replace"), self._auth):
+            return 401, _UNAUTHORIZED, {}
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return self._reject({"error": "body is not valid JSON"})
+        if type(doc) is not dict:
+            return self._reject({"error": "body must be a JSON object"})
+        batch_id, commands = doc.get("batchId"), doc.get("commands")
+        if type(batch_id) is not str or not batch_id:
+            return self._reject({"error": "batchId must be a non-empty string"})
+        if type(commands) is not list or not commands:
+            return self._reject({"error": "commands must be a non-empty list"})
+        if idempotency_key != batch_id:
+            return self._reject({"error": "Idempotency-Key header must equal batchId"})
+        errors = []
+        for cmd in commands:
+            message = _command_error(cmd)
+            if message is not None:
+                cid = cmd.get("id") if type(cmd) is dict else None
+                errors.append({"id": cid, "message": message})
+        if errors:
+            return self._reject({"errors": errors})
+        with self._lock:
+            stored = self._batches.get(batch_id)
+            if stored is not None:
+                counts["duplicate_batches"] += 1
+                return 200, stored, {}
+            if self._faults.reject_ids:
+                reject_ids = set(self._faults.reject_ids)
+                named = [c["id"] for c in commands if c["id"] in reject_ids]
+                if named:
+                    counts["faults_injected"] += 1
+                    errs = [{"id": i, "message": "rejected by emulator"} for i in named]
+                    return 422, orjson.dumps({"errors": errs}), {}
+            ids, ledger, new = self._ids, self._commands, 0
+            for cmd in commands:
+                if cmd["id"] not in ids:
+                    ids.add(cmd["id"])
+                    ledger.append(cmd)
+                    new += 1
+            dup = len(commands) - new
+            counts["duplicates_received"] += dup
+            counts["batches"] += 1
+            answer = self._batches[batch_id] = orjson.dumps({"accepted": new, "duplicates": dup})
+        return 200, answer, {}
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def serve(*, account_key: str, host: str, port: int) -> None:
+    """Run the emulator in the foreground (the CLI's demo mode) until SIGINT or SIGTERM."""
+    emulator = JourneyEmulator(account_key=account_key, host=host, port=port)
+    line = {"level": "info", "message": "journey emulator listening", "url": emulator.url}
+    sys.stderr.write(orjson.dumps(line).decode() + "\n")
+    sys.stderr.flush()
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    try:
+        emulator.serve_forever()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

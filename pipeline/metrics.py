@@ -1,0 +1,174 @@
+"""Every Prometheus metric of the pipeline, declared once, on a registry passed in.
+
+Naming follows the Prometheus guide: `ofsys_` prefix, base units, `_total` counters.
+Labels come only from small fixed sets (event names outside the vocabulary become
+`other`); the label values below are pre-created so every series exists at 0.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from . import __version__
+from .normalise import EVENT_NAMES
+
+EVENT_LABELS = (*EVENT_NAMES, "other")
+OUTCOMES = ("processed", "skipped", "duplicate", "dead_lettered")
+CALLS = (
+    "Track",
+    "ECommerce.ProductView",
+    "ECommerce.AddCart",
+    "ECommerce.UpdateCart",
+    "ECommerce.AddCartItem",
+    "ECommerce.RemoveCartItem",
+    "ECommerce.SubmitCart",
+    "ECommerce.AddTransaction",
+    "ECommerce.AddItem",
+    "ECommerce.SubmitTransaction",
+    "Trigger",
+)
+BATCH_RESULTS = ("accepted", "rejected", "retried", "unauthorized")
+RETRY_REASONS = ("throttled", "server_error", "unavailable", "timeout", "connection")
+DEAD_LETTER_REASONS = (
+    "bad-framing",
+    "unknown-schema",
+    "undecodable",
+    "too-large",
+    "empty",
+    "missing-field",
+    "journey-rejected",
+)
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry = registry or CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        Info("ofsys_build", "Version of the running pipeline.", registry=registry).info(
+            {"version": __version__}
+        )
+        self.events = Counter(
+            "ofsys_events_total",
+            "Site events consumed, by event name and outcome.",
+            ["event", "outcome"],
+            registry=registry,
+        )
+        self.commands = Counter(
+            "ofsys_commands_delivered_total",
+            "Commands Journey accepted, by call.",
+            ["call"],
+            registry=registry,
+        )
+        self.batches = Counter(
+            "ofsys_journey_batches_total",
+            "Journey requests by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.bytes_sent = Counter(
+            "ofsys_journey_sent_bytes_total",
+            "Request body bytes sent to Journey.",
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "ofsys_journey_request_duration_seconds",
+            "Duration of one Journey request.",
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "ofsys_end_to_end_latency_seconds",
+            "Journey acceptance time minus the event time of each delivered command.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.retries = Counter(
+            "ofsys_journey_retries_total",
+            "Journey requests retried, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.unauthorized = Gauge(
+            "ofsys_journey_unauthorized",
+            "1 while Journey answers 401/403 to the account key.",
+            registry=registry,
+        )
+        self.backpressure = Gauge(
+            "ofsys_backpressure",
+            "1 while consumption is paused for a retrying delivery.",
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "ofsys_dead_letters_total",
+            "Records and commands sent to the dead-letter topic.",
+            ["reason"],
+            registry=registry,
+        )
+        self.missing_fields = Counter(
+            "ofsys_missing_fields_total",
+            "Optional fields the browser integration validated, missing, by event and field.",
+            ["event", "field"],
+            registry=registry,
+        )
+        self.invalid_emails = Counter(
+            "ofsys_invalid_emails_total",
+            "user.email values that are not e-mail addresses.",
+            registry=registry,
+        )
+        self.lag_messages = Gauge(
+            "ofsys_consumer_lag_messages",
+            "High watermark minus committed offset, per assigned partition.",
+            ["partition"],
+            registry=registry,
+        )
+        self.lag_seconds = Gauge(
+            "ofsys_consumer_lag_seconds",
+            "Now minus the event time of the last committed record, per assigned partition.",
+            ["partition"],
+            registry=registry,
+        )
+        self.commits = Counter(
+            "ofsys_offset_commits_total",
+            "Offset commits after accepted deliveries.",
+            registry=registry,
+        )
+        self.carts = Gauge("ofsys_state_carts", "Carts held in partition state.", registry=registry)
+        self.assigned = Gauge(
+            "ofsys_assigned_partitions",
+            "Input partitions assigned to this process.",
+            registry=registry,
+        )
+        self.rebalances = Counter(
+            "ofsys_rebalances_total",
+            "Partition assignment changes, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.last_poll = Gauge(
+            "ofsys_last_poll_timestamp_seconds", "When the consumer last polled.", registry=registry
+        )
+        for event in EVENT_LABELS:
+            for outcome in OUTCOMES:
+                self.events.labels(event, outcome)
+        for call in CALLS:
+            self.commands.labels(call)
+        for result in BATCH_RESULTS:
+            self.batches.labels(result)
+        for reason in RETRY_REASONS:
+            self.retries.labels(reason)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+        for kind in ("assigned", "revoked", "lost"):
+            self.rebalances.labels(kind)
+
+    def event_label(self, name: str) -> str:
+        return name if name in EVENT_NAMES else "other"

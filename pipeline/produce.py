@@ -1,0 +1,240 @@
+"""Realistic shop traffic for the demo, the tests and the benchmark.
+
+Visitors browse, add and remove, some buy and some abandon; each visitor's events are
+keyed by its cart id. On request, replays (the same event id again) and bad records
+(undecodable bytes, events missing what they need, event names outside the
+vocabulary) are mixed in. Deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from confluent_kafka import Producer
+
+from .schemas import SchemaFamily
+
+Event = dict[str, Any]
+_PRODUCTS = [(f"sku-{i}", f"Product {i}", round(99.0 + (i * 37) % 4900, 2)) for i in range(200)]
+
+
+class _Visitor:
+    __slots__ = ("cart_id", "email", "lines", "orders", "step")
+
+    def __init__(self, cart_id: str, email: str | None) -> None:
+        self.cart_id = cart_id
+        self.email = email
+        self.lines: dict[str, int] = {}
+        self.step = 1
+        self.orders = 0
+
+
+class ShopTraffic:
+    """An endless, seeded stream of (key, event, bad_value) triples.
+
+    `bad_value` is None for a proper event and raw bytes for an undecodable record.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        visitors: int = 1000,
+        duplicate_rate: float = 0.0,
+        invalid_rate: float = 0.0,
+        email_rate: float = 0.7,
+        clock: Callable[[], int] | None = None,
+        prefix: str = "c",
+    ) -> None:
+        self._rng = random.Random(seed)
+        self._duplicate_rate = duplicate_rate
+        self._invalid_rate = invalid_rate
+        self._email_rate = email_rate
+        self._clock = clock or (lambda: int(time.time() * 1000))
+        self._prefix = prefix
+        self._next_visitor = 0
+        self._next_event = 0
+        self._visitors = [self._new_visitor() for _ in range(visitors)]
+        self._last: tuple[str, Event] | None = None
+
+    def _new_visitor(self) -> _Visitor:
+        self._next_visitor += 1
+        n = self._next_visitor
+        email = f"Visitor{n}@Example.com " if self._rng.random() < self._email_rate else None
+        return _Visitor(f"{self._prefix}-{n}", email)
+
+    def _event(self, name: str, visitor: _Visitor, **fields: Any) -> Event:
+        self._next_event += 1
+        event: Event = {
+            "id": f"{visitor.cart_id}-e{self._next_event}",
+            "name": name,
+            "timestamp": self._clock(),
+            "cart": {"id": visitor.cart_id},
+        }
+        if visitor.email:
+            event["user"] = {"email": visitor.email}
+        event.update(fields)
+        return event
+
+    @staticmethod
+    def _line(pid: str, quantity: int) -> dict[str, Any]:
+        _, name, price = _PRODUCTS[int(pid[4:])]
+        return {
+            "product": {"id": pid, "name": name, "unitSalePrice": price},
+            "quantity": quantity,
+            "subtotal": round(price * quantity, 2),
+        }
+
+    def _snapshot(self, visitor: _Visitor) -> dict[str, Any]:
+        items = [self._line(pid, q) for pid, q in visitor.lines.items()]
+        return {
+            "id": visitor.cart_id,
+            "checkoutStep": visitor.step,
+            "lineItems": items,
+            "total": round(sum(item["subtotal"] for item in items), 2),
+        }
+
+    def _step(self, visitor: _Visitor) -> tuple[Event | None, bool]:
+        """The visitor's next event, and whether the visit ends with it."""
+        rng = self._rng
+        roll = rng.random()
+        if roll < 0.35:
+            if rng.random() < 0.05 and not visitor.email:
+                visitor.email = f"late{visitor.cart_id}@example.com"
+            return self._event("Viewed Page", visitor, cart=self._snapshot(visitor)), False
+        pid, name, price = _PRODUCTS[rng.randrange(len(_PRODUCTS))]
+        product = {"id": pid, "name": name, "unitSalePrice": price}
+        if roll < 0.65:
+            return self._event("Viewed Product Detail", visitor, product=product), False
+        if roll < 0.85:
+            quantity = rng.choice((1, 1, 1, 2, 3))
+            visitor.lines[pid] = visitor.lines.get(pid, 0) + quantity
+            return self._event("Added Product", visitor, product=product, quantity=quantity), False
+        if roll < 0.90 and visitor.lines:
+            pid = rng.choice(list(visitor.lines))
+            _, name, price = _PRODUCTS[int(pid[4:])]
+            taken: int | None = None
+            if rng.random() < 0.5 or visitor.lines[pid] == 1:
+                del visitor.lines[pid]
+            else:
+                visitor.lines[pid] -= 1
+                taken = 1
+            return self._event(
+                "Removed Product",
+                visitor,
+                quantity=taken,
+                product={"id": pid, "name": name, "unitSalePrice": price},
+            ), False
+        if roll < 0.94 and visitor.lines:
+            visitor.orders += 1
+            items = [self._line(p, q) for p, q in visitor.lines.items()]
+            total = round(sum(item["subtotal"] for item in items), 2)
+            event = self._event(
+                "Completed Transaction",
+                visitor,
+                transaction={
+                    "orderId": f"o-{visitor.cart_id}-{visitor.orders}",
+                    "cartId": visitor.cart_id,
+                    "total": total,
+                    "tax": round(total * 0.2, 2),
+                    "shippingCost": 300.0,
+                    "affiliation": "web",
+                    "lineItems": items,
+                },
+            )
+            return event, True
+        if roll < 0.97:
+            visitor.step = min(visitor.step + 1, 4)
+            return None, False
+        return None, True  # abandons the cart
+
+    def _invalid(self) -> tuple[str, Event | None, bytes | None]:
+        kind = self._rng.randrange(3)
+        visitor = self._visitors[0]
+        if kind == 0:
+            return visitor.cart_id, None, b"\xc3\x01not-avro-at-all"
+        if kind == 1:
+            return (
+                visitor.cart_id,
+                self._event("Added Product", visitor, product={"name": "no id"}),
+                None,
+            )
+        return visitor.cart_id, self._event("Viewed Checkout Step", visitor), None
+
+    def __iter__(self) -> Iterator[tuple[str, Event | None, bytes | None]]:
+        rng = self._rng
+        while True:
+            if self._last is not None and rng.random() < self._duplicate_rate:
+                yield self._last[0], self._last[1], None
+                continue
+            if rng.random() < self._invalid_rate:
+                yield self._invalid()
+                continue
+            index = rng.randrange(len(self._visitors))
+            visitor = self._visitors[index]
+            event, done = self._step(visitor)
+            if done:
+                self._visitors[index] = self._new_visitor()
+            if event is not None:
+                self._last = (visitor.cart_id, event)
+                yield visitor.cart_id, event, None
+
+
+class Encoder:
+    """Event -> record value in the chosen framing."""
+
+    def __init__(
+        self, family: SchemaFamily, registry_url: str | None = None, subject: str | None = None
+    ) -> None:
+        self._family = family
+        self._prefix: bytes | None = None
+        if registry_url:
+            import orjson
+            from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+            client = SchemaRegistryClient({"url": registry_url})
+            schema = Schema(orjson.dumps(family.newest.raw).decode(), "AVRO")
+            schema_id = client.register_schema(subject or "site-events-value", schema)
+            self._prefix = b"\x00" + schema_id.to_bytes(4, "big")
+
+    def __call__(self, event: Event) -> bytes:
+        if self._prefix is None:
+            return self._family.encode_single_object(event)
+        return self._prefix + self._family.encode_single_object(event)[10:]
+
+
+def produce(
+    producer: Producer,
+    topic: str,
+    records: Iterator[tuple[str, bytes]],
+    count: int,
+    rate: float | None = None,
+) -> int:
+    """Produce `count` records, paced to `rate` per second when given; returns the count."""
+    started = time.monotonic()
+    sent = 0
+    for key, value in records:
+        if sent >= count:
+            break
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        sent += 1
+        if rate and sent % 100 == 0:
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+            producer.poll(0)
+    producer.flush(30)
+    return sent
+
+
+def encoded(traffic: ShopTraffic, encode: Callable[[Event], bytes]) -> Iterator[tuple[str, bytes]]:
+    for key, event, bad in traffic:
+        yield key, bad if bad is not None else encode(event)  # type: ignore[arg-type]
