@@ -1,38 +1,37 @@
 """The run loop: consume -> decode -> normalise -> dedupe, then batch -> deliver -> commit.
 
-Reads as verbs: poll records, process them into partition state, and every flush
-window `checkpoint()` delivers and commits. SIGTERM only calls `stop()`; the loop then
-drains (a last checkpoint, bounded by OFSYS_SHUTDOWN_TIMEOUT_S) and closes.
+Reads as verbs: poll records, process them into partition state, seal a window every
+flush interval and hand it to the delivery worker, commit the windows it reports done.
+SIGTERM only calls `stop()`; the loop then drains (bounded by
+OFSYS_SHUTDOWN_TIMEOUT_S), commits what was delivered, and closes.
 """
 
 from __future__ import annotations
 
-import contextlib
+import gc
 import time
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from . import logs, topics
-from .batch import batches
+from .commit import Offsets
 from .config import Settings
 from .deadletter import DeadLetters
 from .decode import make_decoder
 from .dedupe import Command, PartitionState
-from .deliver import Delivery, JourneyClient
+from .deliver import DeliveryWorker, JourneyClient
 from .errors import DecodeError, InvalidEventError, PipelineError
+from .lag import LagMonitor
 from .metrics import Metrics
 from .normalise import Identity, Missing, normalise
 from .schemas import load_family
 from .server import Health
 
 log = logs.get("app")
-LAG_REFRESH_S = 5.0
-MAX_PENDING_EVENTS = 200_000  # checkpoint early rather than hold more than this in memory
-
-
-class DrainTimeoutError(PipelineError):
-    """The shutdown deadline passed before the last window was delivered."""
+MAX_WINDOW_EVENTS = 100_000  # seal early rather than hold more than this in one window
+MAX_OUTSTANDING_WINDOWS = 2  # beyond this, consumption pauses until Journey catches up
+FULL_GC_EVERY_SEALS = 120  # a full collection about every two minutes at the default window
 
 
 class Pipeline:
@@ -65,98 +64,93 @@ class Pipeline:
         self._client = JourneyClient(
             settings.journey_url, settings.account_key, settings.journey_timeout_s
         )
-        self._delivery = Delivery(
+        self._worker = DeliveryWorker(
             self._client,
             metrics,
+            self._dead_letters.command,
+            max_commands=settings.batch_max_commands,
+            max_bytes=settings.batch_max_bytes,
             max_backoff_s=settings.retry_max_backoff_s,
-            wait=self._wait,
-            dead_letter=self._dead_letters.command,
         )
+        self._offsets = Offsets(settings.topic)
         self._identity = Identity()
         self._missing: Missing = {}
         self._tally: dict[tuple[str, str], int] = {}
         self._states: dict[int, PartitionState] = {}
-        self._positions: dict[int, int] = {}  # next offset to commit, per partition
-        self._event_ts: dict[int, int] = {}  # event time of the record before that offset
-        self._committed: dict[int, int] = {}
-        self._committed_ts: dict[int, int] = {}
-        self._pending_events = 0
         self._stopping = False
-        self._drain_deadline = float("inf")
-        self._in_checkpoint = False
         self._paused = False
-        self._next_lag_refresh = 0.0
-        self._lag_labels: set[str] = set()
+        self._seals = 0
+
+    def committed(self) -> dict[int, int]:
+        """The offsets this process committed, per partition (a copy)."""
+        return dict(self._offsets.committed)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def stop(self) -> None:
         """Ask the loop to drain and exit; safe from a signal handler."""
-        if not self._stopping:
-            self._stopping = True
-            self._drain_deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        self._stopping = True
 
     def run(self) -> None:
+        settings = self.settings
         source_partitions = topics.partitions(self._admin, self.topic)
         if source_partitions is None:
             log.warning(
                 "input topic does not exist yet; waiting for it", extra={"topic": self.topic}
             )
-        topics.ensure(self._admin, self.settings.dlq_topic, source_partitions or 1)
+        topics.ensure(self._admin, settings.dlq_topic, source_partitions or 1)
         self._consumer.subscribe(
             [self.topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        log.info(
-            "consuming",
-            extra={
-                "topic": self.topic,
-                "group_id": self.settings.group_id,
-                "journey_url": self.settings.journey_url,
-            },
-        )
-        window = self.settings.flush_interval_ms / 1000.0
-        deadline = time.monotonic() + window
+        log.info("consuming", extra={"topic": self.topic, "group_id": settings.group_id})
+        lag = LagMonitor(
+            settings, self.metrics, lambda: list(self._states), self._offsets.committed_event_ms.get
+        ).start()
+        window_s = settings.flush_interval_ms / 1000.0
+        seal_at = time.monotonic() + window_s
         try:
             while not self._stopping:
-                timeout = min(max(deadline - time.monotonic(), 0.0), 0.5)
-                records = self._consumer.consume(self.settings.consume_batch, timeout)
+                timeout = min(max(seal_at - time.monotonic(), 0.0), 0.2)
+                records = self._consumer.consume(settings.consume_batch, timeout)
                 self._polled()
                 if records:
                     self._process(records)
-                now = time.monotonic()
-                if now >= deadline or self._pending_events >= MAX_PENDING_EVENTS:
-                    self.checkpoint()
-                    deadline = time.monotonic() + window
-                if now >= self._next_lag_refresh:
-                    self._refresh_lag()
-                    self._next_lag_refresh = now + LAG_REFRESH_S
+                if time.monotonic() >= seal_at or self._offsets.events >= MAX_WINDOW_EVENTS:
+                    self._seal()
+                    seal_at = time.monotonic() + window_s
+                self._commit_delivered()
+                self._apply_backpressure()
             self._drain()
         finally:
+            lag.stop()
             self._consumer.close()
             self._producer.flush(5.0)
             self._client.close()
 
     def _drain(self) -> None:
-        try:
-            self.checkpoint()
-            log.info("drained and committed; exiting")
-        except DrainTimeoutError:
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        self._seal()
+        self._worker.stop(deadline)
+        self._worker.join(max(deadline - time.monotonic(), 0.0) + 1.0)
+        self._commit_delivered()
+        if self._worker.outstanding:
             log.warning(
-                "shutdown deadline passed before Journey accepted the last window; "
-                "its records stay uncommitted and will be processed again",
-                extra={"uncommitted_events": self._pending_events},
+                "exiting with undelivered windows; their records stay uncommitted",
+                extra={"windows": self._worker.outstanding},
             )
+        else:
+            log.info("drained and committed; exiting")
 
     # -- the hot path ------------------------------------------------------------------
 
     def _process(self, records: list[Message]) -> None:
         decode = self._decode
         states = self._states
-        positions = self._positions
-        event_ts = self._event_ts
+        positions = self._offsets.positions
+        event_ms = self._offsets.event_ms
         tally = self._tally
         identity = self._identity
         missing = self._missing
@@ -174,8 +168,8 @@ class Pipeline:
                 if len(value) > max_bytes:
                     raise DecodeError("too-large", f"{len(value)} bytes > {max_bytes}")
                 event = decode(value)
+                event_ms[partition] = event["timestamp"]
                 change = normalise(event, identity, missing)
-                event_ts[partition] = event["timestamp"]
                 if change is None:
                     outcome = "skipped"
                 else:
@@ -189,7 +183,7 @@ class Pipeline:
             positions[partition] = msg.offset() + 1  # type: ignore[operator]
             key = (name, outcome)
             tally[key] = tally.get(key, 0) + 1
-        self._pending_events += len(records)
+        self._offsets.events += len(records)
 
     def _consumer_error(self, msg: Message) -> None:
         error = msg.error()
@@ -201,56 +195,66 @@ class Pipeline:
             extra={"error": error.str(), "topic": msg.topic(), "partition": msg.partition()},
         )
 
-    # -- checkpoint: deliver, then commit ----------------------------------------------
+    # -- seal, deliver, commit -------------------------------------------------------------
 
-    def checkpoint(self) -> None:
-        """Deliver everything processed so far, then commit it. In this order:
+    def _seal(self) -> None:
+        """Close the window: flush each partition's state into commands (per-event
+        commands in event order, then one net change per cart that changed) and hand
+        them, with the offsets they cover, to the delivery worker."""
+        commands: list[Command] = []
+        for state in self._states.values():
+            commands.extend(state.flush())
+        if commands or self._offsets.events:
+            self._worker.submit(self._offsets.seal(commands))
+        self._publish_tallies()
+        self._collect_garbage()
 
-        1. Flush each partition's state into commands: per-event commands in event
-           order, then one net change per cart that changed in the window.
-        2. Split them into batches and deliver each to Journey, retrying until accepted
-           (consumption paused meanwhile); rejected commands are dead-lettered.
-        3. Flush the dead-letter producer: a dead letter the broker refused stops the
-           pipeline before anything is committed.
-        4. Commit, synchronously, the next offsets of the partitions still assigned.
+    def _collect_garbage(self) -> None:
+        """Keep the cyclic GC off the hot path. Partition state is long-lived and acyclic
+        (refcounting frees it), yet every young-generation pass would re-scan what a
+        window added. Freezing at each seal moves survivors out of the scanned
+        generations; an occasional full collection catches any stray cycle."""
+        self._seals += 1
+        if self._seals % FULL_GC_EVERY_SEALS == 0:
+            gc.unfreeze()
+            gc.collect()
+        gc.freeze()
 
-        A crash anywhere before step 4 re-processes the window: command ids and batch
-        ids are deterministic, so Journey's idempotency keeps one copy.
+    def _commit_delivered(self) -> None:
+        """Commit the windows the worker finished. In this order, so a commit never covers
+        a command Journey has not accepted or a dead letter the broker has not taken:
+
+        1. the worker delivered every command of the window (accepted or dead-lettered);
+        2. flush the dead-letter producer: a refused dead letter stops the pipeline
+           before anything is committed;
+        3. commit, synchronously, the newest offsets the windows cover, for partitions
+           still assigned in this assignment generation.
+
+        A crash before step 3 re-processes those records: command ids and batch ids are
+        deterministic, so Journey's idempotency keeps one copy.
         """
-        self._in_checkpoint = True
-        try:
-            commands: list[Command] = []
-            for state in self._states.values():
-                commands.extend(state.flush())
-            settings = self.settings
-            for batch in batches(commands, settings.batch_max_commands, settings.batch_max_bytes):
-                self._delivery.deliver(batch)
-            self._resume()
-            self._dead_letters.flush(settings.shutdown_timeout_s)
-            self._commit()
-            self._pending_events = 0
-            self._publish_tallies()
-        finally:
-            self._in_checkpoint = False
+        if self._worker.failure is not None:
+            raise PipelineError("delivery failed") from self._worker.failure
+        windows = self._worker.completed()
+        if not windows:
+            return
+        self._dead_letters.flush(self.settings.shutdown_timeout_s)
+        if self._offsets.commit(self._consumer, windows):
+            self.metrics.commits.inc()
 
-    def _commit(self) -> None:
-        offsets = [
-            TopicPartition(self.topic, partition, offset)
-            for partition, offset in self._positions.items()
-            if self._committed.get(partition) != offset
-        ]
-        if not offsets:
-            return
-        try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            # The records stay uncommitted and are delivered again (same ids): safe.
-            log.warning("offset commit failed", extra={"error": str(exc.args[0])})
-            return
-        self.metrics.commits.inc()
-        for tp in offsets:
-            self._committed[tp.partition] = tp.offset
-            self._committed_ts[tp.partition] = self._event_ts.get(tp.partition, 0)
+    def _apply_backpressure(self) -> None:
+        """Pause every assigned partition while Journey retries or windows pile up."""
+        worker = self._worker
+        self.health.unauthorized = worker.unauthorized
+        behind = worker.retrying or worker.outstanding > MAX_OUTSTANDING_WINDOWS
+        if behind and not self._paused:
+            self._consumer.pause(self._consumer.assignment())
+            self._paused = True
+            self.metrics.backpressure.set(1)
+        elif not behind and self._paused:
+            self._consumer.resume(self._consumer.assignment())
+            self._paused = False
+            self.metrics.backpressure.set(0)
 
     def _publish_tallies(self) -> None:
         metrics = self.metrics
@@ -265,36 +269,6 @@ class Pipeline:
             self._identity.invalid = 0
         metrics.carts.set(sum(len(state.carts) for state in self._states.values()))
 
-    # -- backpressure: wait while keeping the group membership --------------------------
-
-    def _wait(self, seconds: float) -> None:
-        if not self._paused:
-            self._consumer.pause(self._consumer.assignment())
-            self._paused = True
-            self.metrics.backpressure.set(1)
-        self.health.unauthorized = self._delivery.unauthorized
-        end = time.monotonic() + seconds
-        while (remaining := end - time.monotonic()) > 0:
-            if self._stopping and time.monotonic() > self._drain_deadline:
-                raise DrainTimeoutError("shutdown deadline passed while delivering")
-            msg = self._consumer.poll(min(remaining, 0.2))
-            self._polled()
-            if msg is not None and msg.error() is None:
-                # Only a partition assigned mid-wait can yield one: leave it for later.
-                self._consumer.seek(
-                    TopicPartition(self.topic, msg.partition() or 0, msg.offset() or 0)
-                )
-        if time.monotonic() >= self._next_lag_refresh:
-            self._refresh_lag()
-            self._next_lag_refresh = time.monotonic() + LAG_REFRESH_S
-
-    def _resume(self) -> None:
-        self.health.unauthorized = self._delivery.unauthorized
-        if self._paused:
-            self._consumer.resume(self._consumer.assignment())
-            self._paused = False
-            self.metrics.backpressure.set(0)
-
     def _polled(self) -> None:
         self.health.last_poll = time.monotonic()
         self.metrics.last_poll.set(time.time())
@@ -305,14 +279,20 @@ class Pipeline:
         consumer.assign(partitions)
         if self._paused:
             consumer.pause(partitions)
+        self._offsets.generation += 1
         for tp in partitions:
             self._states[tp.partition] = PartitionState()
         self._assignment_changed("assigned", partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if not self._in_checkpoint:
-            with contextlib.suppress(DrainTimeoutError):
-                self.checkpoint()
+        """Deliver and commit what the revoked partitions processed before letting go."""
+        self._seal()
+        if not self._worker.wait_idle(self.settings.shutdown_timeout_s):
+            log.warning(
+                "Journey did not accept in time; revoked partitions' last records "
+                "stay uncommitted and their new owner processes them again"
+            )
+        self._commit_delivered()
         self._release(partitions)
         self._assignment_changed("revoked", partitions)
 
@@ -322,19 +302,8 @@ class Pipeline:
 
     def _release(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            for table in (
-                self._states,
-                self._positions,
-                self._committed,
-                self._event_ts,
-                self._committed_ts,
-            ):
-                table.pop(tp.partition, None)
-            label = str(tp.partition)
-            if label in self._lag_labels:
-                self._lag_labels.discard(label)
-                self.metrics.lag_messages.remove(label)
-                self.metrics.lag_seconds.remove(label)
+            self._states.pop(tp.partition, None)
+            self._offsets.forget(tp.partition)
 
     def _assignment_changed(self, kind: str, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels(kind).inc()
@@ -351,36 +320,3 @@ class Pipeline:
         )
         if kind != "assigned" and assigned == 0:
             log.info("no partitions assigned: idle, ready to take over on the next rebalance")
-
-    # -- lag -----------------------------------------------------------------------------
-
-    def _refresh_lag(self) -> None:
-        """Lag from the broker's high watermark against what this process committed."""
-        now_ms = time.time() * 1000.0
-        for partition in list(self._states):
-            try:
-                _, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, partition), timeout=1.0, cached=False
-                )
-            except KafkaException:
-                continue
-            committed = self._committed.get(partition)
-            if committed is None:
-                committed = self._initial_committed(partition)
-            lag = max(high - committed, 0)
-            label = str(partition)
-            self._lag_labels.add(label)
-            self.metrics.lag_messages.labels(label).set(lag)
-            ts = self._committed_ts.get(partition)
-            self.metrics.lag_seconds.labels(label).set(
-                0.0 if lag == 0 or not ts else max(now_ms - ts, 0.0) / 1000.0
-            )
-
-    def _initial_committed(self, partition: int) -> int:
-        try:
-            [tp] = self._consumer.committed([TopicPartition(self.topic, partition)], timeout=2.0)
-        except KafkaException:
-            return 0
-        offset = tp.offset if tp.offset >= 0 else 0
-        self._committed[partition] = offset
-        return offset

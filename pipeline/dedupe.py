@@ -65,6 +65,17 @@ class Cart:
         self.sent_total: float | None = None
         self.sent_step: int | None = None
 
+    def close(self) -> None:
+        """A transaction closed the cart: forget its content, keep its version so the
+        next cart under the same id gets new command ids."""
+        self.lines = {}
+        self.total = 0.0
+        self.step = None
+        self.created = False
+        self.sent_lines = {}
+        self.sent_total = None
+        self.sent_step = None
+
     def replace(self, total: float | None, step: int | None, lines: dict[str, Line]) -> None:
         self.lines = {pid: line for pid, line in lines.items() if line.quantity > 0}
         self.total = (
@@ -133,6 +144,7 @@ class PartitionState:
                 snap = change.snapshot
                 self._cart(change.cart_id, change.ts).replace(snap.total, snap.step, snap.lines)
         elif type(change) is ProductView:
+            self._settle(change.cart_id)
             self.outbox.append(
                 _command(
                     f"{event_id}/{n}",
@@ -156,6 +168,7 @@ class PartitionState:
         if self.identities.get(key) == email:
             return 0
         self.identities[key] = email
+        self._settle(change.cart_id)
         self.outbox.append(
             _command(
                 f"{change.event_id}/0",
@@ -167,6 +180,12 @@ class PartitionState:
             )
         )
         return 1
+
+    def _settle(self, cart_id: str | None) -> None:
+        """Before a per-event command of a cart leaves, its pending cart change leaves
+        first, so Journey sees one cart's commands in the order of its events."""
+        if cart_id is not None and cart_id in self.dirty:
+            self._net_change(cart_id, self.dirty.pop(cart_id), self.outbox)
 
     def _email(self, change: Change) -> str | None:
         return self.identities.get(change.cart_id) if change.cart_id else change.email
@@ -186,10 +205,10 @@ class PartitionState:
         email = self._email(p) or p.email
         cart_id = p.cart_id
         if cart_id is not None:
-            cart = self.dirty.pop(cart_id, None)
-            if cart is not None:  # Journey learns the cart's last state before it closes
-                self._net_change(cart_id, cart, self.outbox)
-            self.carts.pop(cart_id, None)
+            self._settle(cart_id)  # Journey learns the cart's last state before it closes
+            cart = self.carts.get(cart_id)
+            if cart is not None:
+                cart.close()
         order = p.order_id
         out = self.outbox
         out.append(
@@ -253,6 +272,8 @@ class PartitionState:
             (pid, line) for pid, line in cart.lines.items() if sent.get(pid) != line.quantity
         ]
         removed = [pid for pid in sent if pid not in cart.lines]
+        if not cart.created and not cart.lines:
+            return  # an empty cart Journey does not know is no news
         if (
             cart.created
             and not changed

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import collections
 import email.utils
+import queue
 import random
+import threading
 import time
 from collections.abc import Callable
 
@@ -21,11 +23,13 @@ import orjson
 import urllib3
 
 from . import logs
-from .batch import Batch
+from .batch import Batch, batches
+from .commit import Window
 from .config import Secret
 from .dedupe import Command
 from .errors import (
     RejectedCommandsError,
+    ShutdownTimeoutError,
     TransientDeliveryError,
     UnauthorizedError,
 )
@@ -207,3 +211,99 @@ class Delivery:
             observe((now_ms - command["ts"]) / 1000.0)
         for call, count in calls.items():
             metrics.commands.labels(call).inc(count)
+
+
+class DeliveryWorker:
+    """Delivers sealed windows in order on its own thread, so the loop keeps consuming
+    while Journey answers; the loop pauses consumption when `backlogged`."""
+
+    def __init__(
+        self,
+        client: JourneyClient,
+        metrics: Metrics,
+        dead_letter: Callable[[Command, str], None],
+        *,
+        max_commands: int,
+        max_bytes: int,
+        max_backoff_s: float,
+    ) -> None:
+        self._delivery = Delivery(
+            client, metrics, max_backoff_s=max_backoff_s, wait=self._sleep, dead_letter=dead_letter
+        )
+        self._max_commands = max_commands
+        self._max_bytes = max_bytes
+        self._queue: queue.Queue[Window | None] = queue.Queue()
+        self._done: queue.Queue[Window] = queue.Queue()
+        self._outstanding = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._deadline = float("inf")
+        self.retrying = False
+        self.failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="ofsys-deliver", daemon=True)
+        self._thread.start()
+
+    @property
+    def unauthorized(self) -> bool:
+        return self._delivery.unauthorized
+
+    @property
+    def outstanding(self) -> int:
+        return self._outstanding
+
+    def submit(self, window: Window) -> None:
+        with self._lock:
+            self._outstanding += 1
+        self._queue.put(window)
+
+    def completed(self) -> list[Window]:
+        done = []
+        while True:
+            try:
+                done.append(self._done.get_nowait())
+            except queue.Empty:
+                return done
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until every submitted window is done (or failed); False on timeout."""
+        end = time.monotonic() + timeout_s
+        while self._outstanding and self.failure is None and time.monotonic() < end:
+            time.sleep(0.005)
+        return self._outstanding == 0
+
+    def stop(self, deadline: float) -> None:
+        """Finish what is queued, but give up retrying once `deadline` (monotonic) passes."""
+        self._deadline = deadline
+        self._stop.set()
+        self._queue.put(None)
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+
+    def _sleep(self, seconds: float) -> None:
+        self.retrying = True
+        end = time.monotonic() + seconds
+        while (remaining := end - time.monotonic()) > 0:
+            if time.monotonic() >= self._deadline:
+                raise ShutdownTimeoutError("shutdown deadline passed while Journey retried")
+            self._stop.wait(min(remaining, 0.1))
+
+    def _loop(self) -> None:
+        while (window := self._queue.get()) is not None:
+            try:
+                for batch in batches(window.commands, self._max_commands, self._max_bytes):
+                    self._delivery.deliver(batch)
+            except ShutdownTimeoutError:
+                log.warning(
+                    "shutdown deadline passed; the last windows stay uncommitted "
+                    "and will be processed again",
+                    extra={"events": window.events},
+                )
+                return
+            except BaseException as exc:  # surfaced to the loop, which stops the process
+                self.failure = exc
+                return
+            self.retrying = False
+            self._done.put(window)
+            with self._lock:
+                self._outstanding -= 1

@@ -5,6 +5,7 @@
     ├── BrokerMissingError     the embedded broker binary is not installed (exit 2)
     ├── DecodeError            a record's value cannot be decoded -> dead letter
     ├── InvalidEventError      an event lacks what its call needs -> dead letter
+    ├── ShutdownTimeoutError   the drain deadline passed before Journey accepted all
     └── DeliveryError          Journey did not accept a batch
         ├── TransientDeliveryError   408/425/429/5xx/timeout: retry, never drop
         ├── RejectedCommandsError    400/422: dead-letter the named commands
@@ -48,6 +49,10 @@ class InvalidEventError(PipelineError):
         self.reason = "missing-field"
         self.detail = f"missing {field}"
         self.field = field
+
+
+class ShutdownTimeoutError(PipelineError):
+    """Shutdown gave up on delivering; those records stay uncommitted, nothing is lost."""
 
 
 class DeliveryError(PipelineError):

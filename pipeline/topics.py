@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
-    NewTopic,  # type: ignore[attr-defined]
+    NewTopic,
 )
 
 from .errors import PipelineError

@@ -1,0 +1,84 @@
+"""Offsets: what the loop has processed, what a sealed window covers, what is committed.
+
+A `Window` is everything processed between two seals: its commands and, per partition,
+the next offset after its last record. A window's offsets are committed only once the
+delivery worker reports all its commands accepted or dead-lettered, and only for
+partitions still assigned in the same assignment generation (a partition that moved
+away and came back must not have an older window's offsets committed over newer ones).
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from . import logs
+from .dedupe import Command
+
+log = logs.get("commit")
+
+
+class Window:
+    __slots__ = ("commands", "event_ms", "events", "generation", "offsets")
+
+    def __init__(
+        self,
+        commands: list[Command],
+        offsets: dict[int, int],
+        event_ms: dict[int, int],
+        events: int,
+        generation: int,
+    ) -> None:
+        self.commands = commands
+        self.offsets = offsets
+        self.event_ms = event_ms
+        self.events = events
+        self.generation = generation
+
+
+class Offsets:
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.generation = 0
+        self.positions: dict[int, int] = {}  # next offset to commit, per partition
+        self.event_ms: dict[int, int] = {}  # event time of the record before that offset
+        self.committed: dict[int, int] = {}
+        self.committed_event_ms: dict[int, int] = {}
+        self.events = 0  # processed since the last seal
+
+    def seal(self, commands: list[Command]) -> Window:
+        window = Window(
+            commands, dict(self.positions), dict(self.event_ms), self.events, self.generation
+        )
+        self.events = 0
+        return window
+
+    def forget(self, partition: int) -> None:
+        for table in (self.positions, self.event_ms, self.committed, self.committed_event_ms):
+            table.pop(partition, None)
+
+    def commit(self, consumer: Consumer, windows: list[Window]) -> bool:
+        """Commit, synchronously, the newest offsets the delivered windows cover."""
+        latest: dict[int, tuple[int, int]] = {}
+        for window in windows:
+            if window.generation != self.generation:
+                continue
+            for partition, offset in window.offsets.items():
+                latest[partition] = (offset, window.event_ms.get(partition, 0))
+        offsets = [
+            TopicPartition(self.topic, partition, offset)
+            for partition, (offset, _) in latest.items()
+            if partition in self.positions and self.committed.get(partition) != offset
+        ]
+        if not offsets:
+            return False
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # Left uncommitted, the records are processed again with the same command
+            # ids; Journey keeps one copy. Safe, so a warning, not a failure.
+            log.warning("offset commit failed", extra={"error": str(exc.args[0])})
+            return False
+        for tp in offsets:
+            self.committed[tp.partition] = tp.offset
+            self.committed_event_ms[tp.partition] = latest[tp.partition][1]
+        return True
