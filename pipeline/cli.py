@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         prefix = "unrecognized arguments: "
         if message.startswith(prefix):  # name the options only: a value may be a secret
-            names = [a.split("=", 1)[0] for a in message[len(prefix):].split() if a[:1] == "-"]
+            names = [a.split("=", 1)[0] for a in message[len(prefix) :].split() if a[:1] == "-"]
             message = prefix + (" ".join(names) or "(values withheld)")
         self.exit(EXIT_CONFIG, f"{self.prog}: error: {message}\n")
 

@@ -197,7 +197,10 @@ class Encoder:
 
             client = SchemaRegistryClient({"url": registry_url})
             schema = Schema(orjson.dumps(family.newest.raw).decode(), "AVRO")
-            schema_id = client.register_schema(subject or "site-events-value", schema)
+            try:
+                schema_id = client.register_schema(subject or "site-events-value", schema)
+            finally:
+                client.close()
             self._prefix = b"\x00" + schema_id.to_bytes(4, "big")
 
     def __call__(self, event: Event) -> bytes:

@@ -1,0 +1,42 @@
+# ofsys-pipeline developer targets. `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: help install demo test unit integration lint typecheck bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/ofsys-pipeline: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/ofsys-pipeline ## create .venv and install the package with its dev extras
+
+demo: install ## run the demo: embedded broker, Journey emulator, generator, pipeline (30 s)
+	$(BIN)/ofsys-pipeline demo --duration 30
+
+test: install lint typecheck ## lint, type-check, then the whole test suite (unit + integration)
+	$(BIN)/python -m pytest -q
+
+unit: install ## the no-process unit tests only
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: install ## the tests that run against a real Tansu broker
+	$(BIN)/python -m pytest -q tests/integration
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check pipeline tests
+	$(BIN)/ruff format --check pipeline tests
+
+typecheck: install ## mypy --strict on the package
+	$(BIN)/mypy
+
+bench: install ## the benchmark: end-to-end events/s against the consume+decode ceiling
+	$(BIN)/ofsys-pipeline bench
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist

@@ -1,0 +1,209 @@
+"""Integration fixtures: a real Tansu broker (session), a real Journey emulator (per
+test), and the pipeline as a real `ofsys-pipeline run` process."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from pipeline import topics
+from pipeline.broker import EmbeddedBroker, free_port
+from pipeline.journey_emulator import JourneyEmulator
+from pipeline.schemas import SchemaFamily, load_family
+
+KEY = "TestKey0123456789abcdefABCDEF012"
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def family() -> SchemaFamily:
+    return load_family("site_event")
+
+
+@pytest.fixture
+def journey() -> Iterator[JourneyEmulator]:
+    with JourneyEmulator(account_key=KEY) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def topic(broker: EmbeddedBroker, request: pytest.FixtureRequest) -> str:
+    """A fresh 4-partition input topic for this test."""
+    name = f"t{next(_names)}-{request.node.name[:40]}".replace("[", "-").replace("]", "")
+    name = "".join(c if c.isalnum() or c in "-._" else "-" for c in name)
+    topics.ensure(AdminClient({"bootstrap.servers": broker.bootstrap}), name, 4)
+    return name
+
+
+def produce(broker: EmbeddedBroker, topic: str, records: list[tuple[str | None, bytes]]) -> None:
+    """One record per produce request batch, so Tansu's watermarks are exact."""
+    producer = Producer(
+        {"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "batch.num.messages": 1}
+    )
+    for key, value in records:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(30) == 0
+
+
+def read_all(
+    broker: EmbeddedBroker, topic: str, expected: int, timeout_s: float = 30.0
+) -> list[Message]:
+    """Every record of `topic` (all partitions), waiting for at least `expected`
+    (with expected 0: whatever arrives within `timeout_s`)."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    count = topics.partitions(admin, topic) or 1
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "test-reader",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(count)])
+    found: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for msg in consumer.consume(500, 0.5):
+            if msg.error() is None:
+                found.append(msg)
+        if len(found) >= expected > 0:
+            # one more short poll to catch anything beyond the expected count
+            found.extend(m for m in consumer.consume(500, 0.5) if m.error() is None)
+            break
+    consumer.close()
+    return found
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float = 60.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what or condition}")
+
+
+class PipelineProcess:
+    """`ofsys-pipeline run` as a child process, configured by environment."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.metrics_port = int(env["OFSYS_METRICS_PORT"])
+        self.stderr_path = f"/tmp/ofsys-pipeline-test-{os.getpid()}-{next(_names)}.log"
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run"],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+        )
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text: str = response.read().decode()
+            return text
+
+    def sample(self, name: str, **labels: str) -> float:
+        """The value of one sample, 0 when absent."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return float(sample.value)
+        return 0.0
+
+    def ready(self) -> tuple[int, dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.metrics_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, orjson.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, orjson.loads(exc.read())
+
+    def wait_serving(self, timeout_s: float = 30.0) -> None:
+        def serving() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"pipeline exited {self.process.returncode}: {self.log()}")
+            try:
+                self.metrics()
+                return True
+            except OSError:
+                return False
+
+        wait_for(serving, timeout_s, "the metrics endpoint")
+
+    def terminate(self, timeout_s: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout_s)
+        self._stderr.close()
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._stderr.close()
+
+    def log(self) -> str:
+        if not self._stderr.closed:
+            self._stderr.flush()
+        with open(self.stderr_path, "rb") as log:
+            return log.read().decode(errors="replace")
+
+
+@pytest.fixture
+def start_pipeline(
+    broker: EmbeddedBroker, journey: JourneyEmulator, topic: str
+) -> Iterator[Callable[..., PipelineProcess]]:
+    started: list[PipelineProcess] = []
+
+    def start(**overrides: str) -> PipelineProcess:
+        env = {
+            "OFSYS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "OFSYS_TOPIC": topic,
+            "OFSYS_GROUP_ID": f"g-{topic}",
+            "OFSYS_JOURNEY_URL": journey.url,
+            "OFSYS_ACCOUNT_KEY": KEY,
+            "OFSYS_METRICS_PORT": str(free_port()),
+            "OFSYS_FLUSH_INTERVAL_MS": "200",
+            "OFSYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "OFSYS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+            "OFSYS_RETRY_MAX_BACKOFF_S": "1",
+            "OFSYS_SHUTDOWN_TIMEOUT_S": "15",
+            **overrides,
+        }
+        process = PipelineProcess(env)
+        started.append(process)
+        process.wait_serving()
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def ledger_calls(journey: JourneyEmulator) -> list[tuple[str, dict[str, Any]]]:
+    return [(c["call"], c["args"]) for c in journey.ledger()["commands"]]

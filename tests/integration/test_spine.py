@@ -1,0 +1,424 @@
+"""The spine end to end on a real broker: Avro records in, Journey commands out."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from pipeline.broker import EmbeddedBroker
+from pipeline.dedupe import PartitionState
+from pipeline.journey_emulator import JourneyEmulator
+from pipeline.normalise import Identity, normalise
+from pipeline.produce import Encoder, ShopTraffic
+from pipeline.schemas import SchemaFamily
+
+from .conftest import KEY, produce, read_all, wait_for
+from .registry import SchemaRegistry
+
+CART = "c-1042"
+T0 = 1_764_000_000_000
+KETTLE = {"id": "sku-7", "name": "Kettle", "unitSalePrice": 2490.0, "unitPrice": 2990.0}
+MUG = {"id": "sku-9", "name": "Mug", "unitSalePrice": 390.0}
+
+
+def event(n: int, name: str, **fields: Any) -> dict[str, Any]:
+    return {"id": f"e{n}", "name": name, "timestamp": T0 + n * 1000, "cart": {"id": CART}, **fields}
+
+
+# The worked example of docs/mapping.md: one shopper's session, events in ...
+SESSION = [
+    event(
+        1,
+        "Viewed Page",
+        user={"email": " Anna@Example.RU "},
+        cart={
+            "id": CART,
+            "total": 2490.0,
+            "checkoutStep": 1,
+            "lineItems": [{"product": KETTLE, "quantity": 1, "subtotal": 2490.0}],
+        },
+    ),
+    event(2, "Viewed Product Detail", product=MUG),
+    event(3, "Added Product", product=KETTLE, quantity=1),
+    event(4, "Added Product", product=MUG, quantity=2),
+    event(5, "Removed Product", product=MUG, quantity=1),
+    event(
+        6,
+        "Completed Transaction",
+        transaction={
+            "orderId": "o-77",
+            "cartId": CART,
+            "total": 5370.0,
+            "tax": 895.0,
+            "shippingCost": 0.0,
+            "affiliation": "web",
+            "lineItems": [
+                {"product": KETTLE, "quantity": 2, "subtotal": 4980.0},
+                {"product": MUG, "quantity": 1, "subtotal": 390.0},
+            ],
+        },
+    ),
+]
+SESSION.append(SESSION[-1])  # the same event delivered twice
+SESSION.append({**SESSION[-1], "id": "e7", "timestamp": T0 + 7000})  # thank-you page reload
+
+A = "anna@example.ru"
+# ... and commands out: (id, call, args), every command carrying cartId and email.
+EXPECTED = [
+    ("e1/0", "Track", {"f_EMail": A}),
+    ("c-1042@1/0", "ECommerce.AddCart", {"idCart": CART, "TotalPrice": 2490.0, "status": 1}),
+    (
+        "c-1042@1/1",
+        "ECommerce.AddCartItem",
+        {
+            "idCart": CART,
+            "idProduct": "sku-7",
+            "quantity": 1,
+            "productName": "Kettle",
+            "priceunit": 2490.0,
+        },
+    ),
+    ("c-1042@1/2", "ECommerce.SubmitCart", {"idCart": CART}),
+    ("e2/0", "ECommerce.ProductView", {"idProduct": "sku-9"}),
+    ("c-1042@2/0", "ECommerce.UpdateCart", {"idCart": CART, "TotalPrice": 5370.0, "status": 1}),
+    (
+        "c-1042@2/1",
+        "ECommerce.AddCartItem",
+        {
+            "idCart": CART,
+            "idProduct": "sku-7",
+            "quantity": 2,
+            "productName": "Kettle",
+            "priceunit": 2490.0,
+        },
+    ),
+    (
+        "c-1042@2/2",
+        "ECommerce.AddCartItem",
+        {
+            "idCart": CART,
+            "idProduct": "sku-9",
+            "quantity": 1,
+            "productName": "Mug",
+            "priceunit": 390.0,
+        },
+    ),
+    ("c-1042@2/3", "ECommerce.SubmitCart", {"idCart": CART}),
+    (
+        "e6/0",
+        "ECommerce.AddTransaction",
+        {
+            "idTransaction": "o-77",
+            "idCart": CART,
+            "affiliation": "web",
+            "revenue": 5370.0,
+            "tax": 895.0,
+            "shipping": 0.0,
+        },
+    ),
+    (
+        "e6/1",
+        "ECommerce.AddItem",
+        {
+            "idTransaction": "o-77",
+            "idProduct": "sku-7",
+            "quantity": 2,
+            "idCart": CART,
+            "productName": "Kettle",
+            "Price_unit": 2490.0,
+            "Price_total": 4980.0,
+        },
+    ),
+    (
+        "e6/2",
+        "ECommerce.AddItem",
+        {
+            "idTransaction": "o-77",
+            "idProduct": "sku-9",
+            "quantity": 1,
+            "idCart": CART,
+            "productName": "Mug",
+            "Price_unit": 390.0,
+            "Price_total": 390.0,
+        },
+    ),
+    ("e6/3", "ECommerce.SubmitTransaction", {"idTransaction": "o-77"}),
+]
+
+
+def ledger(journey: JourneyEmulator) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(c["id"], c["call"], c["args"]) for c in journey.ledger()["commands"]]
+
+
+def committed(broker: EmbeddedBroker, group: str, topic: str) -> dict[int, int]:
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(4)])
+    result = admin.list_consumer_group_offsets([request])[group].result(10)
+    return {tp.partition: tp.offset for tp in result.topic_partitions if tp.offset >= 0}
+
+
+@pytest.mark.parametrize("framing", ["single-object", "confluent"])
+def test_worked_example_end_to_end(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    topic: str,
+    family: SchemaFamily,
+    start_pipeline: Any,
+    framing: str,
+) -> None:
+    with SchemaRegistry() as registry:
+        url = registry.url if framing == "confluent" else None
+        encode = Encoder(family, url)
+        produce(broker, topic, [(CART, encode(e)) for e in SESSION])
+        overrides = {"OFSYS_FLUSH_INTERVAL_MS": "3000"}  # the whole session in one window
+        if url:
+            overrides["OFSYS_SCHEMA_REGISTRY_URL"] = url
+        pipeline = start_pipeline(**overrides)
+        wait_for(lambda: len(journey.ledger()["commands"]) >= len(EXPECTED), 60, "the commands")
+        wait_for(
+            lambda: sum(committed(broker, f"g-{topic}", topic).values()) == len(SESSION),
+            30,
+            "the commit",
+        )
+    assert ledger(journey) == EXPECTED
+    assert {(c["cartId"], c["email"]) for c in journey.ledger()["commands"]} == {(CART, A)}
+    assert (
+        pipeline.sample("ofsys_events_total", event="Completed Transaction", outcome="duplicate")
+        == 2
+    )
+    assert pipeline.terminate() == 0
+
+
+def test_old_schema_versions_still_decode(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    topic: str,
+    family: SchemaFamily,
+    start_pipeline: Any,
+) -> None:
+    assert family.newest.version > 1
+    produce(broker, topic, [(CART, family.encode_single_object(e, version=1)) for e in SESSION])
+    start_pipeline(OFSYS_FLUSH_INTERVAL_MS="3000")
+    wait_for(lambda: len(journey.ledger()["commands"]) >= len(EXPECTED), 60, "the commands")
+    assert ledger(journey) == EXPECTED
+
+
+def test_every_dead_letter_reason_and_skipped_events(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    topic: str,
+    family: SchemaFamily,
+    start_pipeline: Any,
+) -> None:
+    good = family.encode_single_object
+    unknown_fp = b"\xc3\x01" + b"\x00" * 8 + good(SESSION[0])[10:]
+    bad = [
+        ("bad-framing", b'{"name": "Viewed Page"}'),
+        ("unknown-schema", unknown_fp),
+        ("undecodable", good(SESSION[0])[:14]),
+        ("too-large", b"\xc3\x01" + b"x" * 5000),
+        (
+            "missing-field",
+            good(
+                {"id": "m1", "name": "Added Product", "timestamp": T0, "product": {"id": "sku-1"}}
+            ),
+        ),
+        (
+            "missing-field",
+            good({"id": "m2", "name": "Removed Product", "timestamp": T0, "cart": {"id": CART}}),
+        ),
+        ("missing-field", good({"id": "m3", "name": "Viewed Product Detail", "timestamp": T0})),
+        (
+            "missing-field",
+            good(
+                {
+                    "id": "m4",
+                    "name": "Completed Transaction",
+                    "timestamp": T0,
+                    "transaction": {"cartId": CART},
+                }
+            ),
+        ),
+    ]
+    skipped = good({"id": "s1", "name": "Viewed Checkout Step", "timestamp": T0})
+    records = [(f"k{i}", value) for i, (_, value) in enumerate(bad)]
+    extra = [("k-skip", skipped), ("k-none", b""), (CART, good(SESSION[0]))]
+    produce(broker, topic, [*records, *extra])
+    pipeline = start_pipeline(OFSYS_MAX_RECORD_BYTES="4096")
+    wait_for(lambda: len(journey.ledger()["commands"]) >= 4, 60, "the good event's commands")
+    dlq = read_all(broker, f"{topic}.dlq", len(bad) + 1)
+    reasons = sorted((m.key().decode(), dict(m.headers())["ofsys.reason"].decode()) for m in dlq)
+    assert reasons == sorted(
+        [(f"k{i}", reason) for i, (reason, _) in enumerate(bad)] + [("k-none", "empty")]
+    )
+    by_key = {m.key().decode(): m for m in dlq}
+    for i, (_, value) in enumerate(bad):
+        msg = by_key[f"k{i}"]
+        headers = dict(msg.headers())
+        assert msg.value() == value  # the original record, untouched
+        assert headers["ofsys.source.topic"] == topic.encode()
+        assert int(headers["ofsys.source.offset"]) >= 0
+        assert headers["ofsys.error"]
+    missing = [dict(by_key[f"k{i}"].headers())["ofsys.error"] for i in range(4, 8)]
+    assert missing == [
+        b"missing cart.id",
+        b"missing product.id",
+        b"missing product.id",
+        b"missing transaction.orderId",
+    ]
+    wait_for(
+        lambda: pipeline.sample("ofsys_events_total", event="other", outcome="skipped") == 1,
+        10,
+        "the skipped count",
+    )
+    assert pipeline.sample("ofsys_dead_letters_total", reason="missing-field") == 4
+    assert pipeline.terminate() == 0
+
+
+def oracle(family: SchemaFamily, values: list[bytes]) -> PartitionState:
+    """What Journey must end up holding: the events folded by one state, in order."""
+    from pipeline.decode import SingleObjectDecoder
+    from pipeline.errors import DecodeError, InvalidEventError
+
+    decode, identity, state = SingleObjectDecoder(family), Identity(), PartitionState()
+    for value in values:
+        try:
+            change = normalise(decode(value), identity, {})
+        except (DecodeError, InvalidEventError):
+            continue
+        if change is not None:
+            state.apply(change)
+    state.flush()
+    return state
+
+
+def journey_view(journey: JourneyEmulator) -> tuple[dict[str, dict[str, int]], list[str]]:
+    """Replay the ledger: cart lines as Journey holds them, and transactions received."""
+    carts: dict[str, dict[str, int]] = {}
+    transactions = []
+    for command in journey.ledger()["commands"]:
+        call, args = command["call"], command["args"]
+        if call == "ECommerce.AddCart":
+            carts[args["idCart"]] = {}
+        elif call == "ECommerce.AddCartItem":
+            carts[args["idCart"]][args["idProduct"]] = args["quantity"]
+        elif call == "ECommerce.RemoveCartItem":
+            del carts[args["idCart"]][args["idProduct"]]
+        elif call == "ECommerce.AddTransaction":
+            transactions.append(args["idTransaction"])
+            carts.pop(args.get("idCart"), None)
+    return carts, transactions
+
+
+def shop_records(family: SchemaFamily, count: int, seed: int) -> list[tuple[str, bytes]]:
+    encode = Encoder(family)
+    traffic = iter(ShopTraffic(seed=seed, visitors=200, duplicate_rate=0.05))
+    out = []
+    while len(out) < count:
+        key, ev, _ = next(traffic)
+        assert ev is not None
+        out.append((key, encode(ev)))
+    return out
+
+
+def assert_nothing_lost_or_doubled(
+    journey: JourneyEmulator, family: SchemaFamily, records: list[tuple[str, bytes]]
+) -> None:
+    truth = oracle(family, [value for _, value in records])
+    carts, transactions = journey_view(journey)
+    assert len(transactions) == len(set(transactions)), "a transaction was delivered twice"
+    assert set(transactions) == set(truth.orders)
+    open_carts = {cid: cart.sent_lines for cid, cart in truth.carts.items() if cart.created}
+    assert {cid: carts.get(cid) for cid in open_carts} == open_carts
+
+
+def test_transient_failures_are_retried_with_nothing_lost_or_doubled(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    topic: str,
+    family: SchemaFamily,
+    start_pipeline: Any,
+) -> None:
+    records = shop_records(family, 3000, seed=11)
+    journey.set_faults(fail_next=3, status=429, retry_after=1)
+    produce(broker, topic, records[:1000])
+    pipeline = start_pipeline(OFSYS_JOURNEY_TIMEOUT_S="0.5")
+    wait_for(
+        lambda: pipeline.sample("ofsys_journey_retries_total", reason="throttled") >= 3,
+        60,
+        "429 retries",
+    )
+    journey.set_faults(fail_next=2, status=503, error_rate=0.3, seed=5)
+    produce(broker, topic, records[1000:2000])
+    wait_for(
+        lambda: pipeline.sample("ofsys_journey_retries_total", reason="server_error") >= 2,
+        60,
+        "5xx retries",
+    )
+    journey.set_faults(latency_ms=800)  # every request times out at 0.5 s
+    produce(broker, topic, records[2000:])
+    wait_for(
+        lambda: pipeline.sample("ofsys_journey_retries_total", reason="timeout") >= 2,
+        60,
+        "timeouts",
+    )
+    journey.set_faults()
+    wait_for(
+        lambda: sum(committed(broker, f"g-{topic}", topic).values()) == len(records),
+        90,
+        "every record committed",
+    )
+    assert_nothing_lost_or_doubled(journey, family, records)
+    assert pipeline.terminate() == 0
+
+
+def test_unauthorized_stops_delivery_and_commits_nothing(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    topic: str,
+    family: SchemaFamily,
+    start_pipeline: Any,
+) -> None:
+    journey.set_faults(unauthorized=True)
+    records = shop_records(family, 200, seed=3)
+    produce(broker, topic, records)
+    pipeline = start_pipeline()
+    wait_for(lambda: pipeline.sample("ofsys_journey_unauthorized") == 1, 60, "401 noticed")
+    _, body = wait_for(lambda: (r := pipeline.ready())[0] == 503 and r, 10, "not ready")
+    assert "Journey refuses the account key (401/403)" in body["problems"]
+    assert committed(broker, f"g-{topic}", topic) == {}
+    assert journey.ledger()["accepted"] == 0
+    assert read_all(broker, f"{topic}.dlq", 0, timeout_s=3) == []
+    assert KEY not in pipeline.log()
+    journey.set_faults()
+    wait_for(
+        lambda: sum(committed(broker, f"g-{topic}", topic).values()) == len(records),
+        60,
+        "delivery after the key is accepted again",
+    )
+    assert pipeline.sample("ofsys_journey_unauthorized") == 0
+    assert_nothing_lost_or_doubled(journey, family, records)
+    assert pipeline.terminate() == 0
+
+
+def test_sigterm_drains_and_commits(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    topic: str,
+    family: SchemaFamily,
+    start_pipeline: Any,
+) -> None:
+    records = shop_records(family, 500, seed=5)
+    produce(broker, topic, records)
+    pipeline = start_pipeline(OFSYS_FLUSH_INTERVAL_MS="600000")  # only the drain delivers
+    wait_for(lambda: pipeline.sample("ofsys_assigned_partitions") == 4, 30, "assignment")
+    time.sleep(3)  # let it consume; nothing is delivered before the window closes
+    assert journey.ledger()["accepted"] == 0
+    assert pipeline.terminate(timeout_s=30) == 0
+    assert sum(committed(broker, f"g-{topic}", topic).values()) == len(records)
+    assert_nothing_lost_or_doubled(journey, family, records)
+    assert "drained and committed" in pipeline.log()
