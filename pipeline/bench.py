@@ -122,7 +122,7 @@ def end_to_end(bootstrap: str, journey_url: str, events: int) -> tuple[float, di
     runner.start()
     rate = SteadyRate(events)
     while not rate.update(sum(pipeline.committed().values())):
-        time.sleep(0.005)
+        time.sleep(0.05)  # a coarse poll: the watcher must not compete for the GIL
         if not runner.is_alive():
             raise RuntimeError("the pipeline stopped during the benchmark")
     while sum(pipeline.committed().values()) < events:

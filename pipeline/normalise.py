@@ -102,19 +102,30 @@ Change = PageView | ProductView | LineChange | Purchase
 
 
 class Identity:
-    """Counts addresses that are present but not e-mails (they are not sent)."""
+    """Normalises user.email (trimmed, lower-cased, checked) and counts addresses that
+    are present but not e-mails (they are not sent). A visitor's address repeats on
+    every event, so results are memoised in a bounded table."""
 
-    __slots__ = ("invalid",)
+    __slots__ = ("_known", "invalid")
+    MEMO_SIZE = 65_536
 
     def __init__(self) -> None:
         self.invalid = 0
+        self._known: dict[str, str] = {}  # raw -> normalised, "" when not an e-mail
 
     def email(self, event: Event) -> str | None:
         raw = (event.get("user") or _NONE).get("email")
         if not raw:
             return None
-        email: str = raw.strip().lower()
-        if _EMAIL_RE.fullmatch(email):
+        email = self._known.get(raw)
+        if email is None:
+            email = raw.strip().lower()
+            if not _EMAIL_RE.fullmatch(email):
+                email = ""
+            if len(self._known) >= self.MEMO_SIZE:
+                self._known.clear()
+            self._known[raw] = email
+        if email:
             return email
         self.invalid += 1
         return None
