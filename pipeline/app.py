@@ -8,14 +8,16 @@ OFSYS_SHUTDOWN_TIMEOUT_S), commits what was delivered, and closes.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from . import logs, topics
-from .commit import Offsets
+from .changelog import Changelog, retention
+from .commit import Offsets, Records
 from .config import Settings
 from .deadletter import DeadLetters
 from .decode import make_decoder
@@ -25,6 +27,7 @@ from .errors import DecodeError, InvalidEventError, PipelineError
 from .lag import LagMonitor
 from .metrics import Metrics
 from .normalise import Identity, Missing, normalise
+from .outputs import Outputs
 from .schemas import load_family
 from .server import Health
 
@@ -52,15 +55,11 @@ class Pipeline:
                 }
             )
         )
-        self._producer = Producer(
-            settings.kafka_config(
-                **{"acks": "all", "linger.ms": 5, "client.id": "ofsys-pipeline-dlq"}
-            )
-        )
+        self._outputs = Outputs(settings)
+        self._changelog = Changelog(settings, self._outputs) if settings.changelog else None
+        self._retention = retention(settings)
         self._admin = AdminClient(settings.kafka_config())
-        self._dead_letters = DeadLetters(
-            self._producer, settings.dlq_topic, settings.topic, metrics
-        )
+        self._dead_letters = DeadLetters(self._outputs, settings.dlq_topic, settings.topic, metrics)
         self._client = JourneyClient(
             settings.journey_url, settings.account_key, settings.journey_timeout_s
         )
@@ -99,6 +98,8 @@ class Pipeline:
                 "input topic does not exist yet; waiting for it", extra={"topic": self.topic}
             )
         topics.ensure(self._admin, settings.dlq_topic, source_partitions or 1)
+        if self._changelog is not None and source_partitions is not None:
+            self._changelog.ensure(self._admin, source_partitions)
         self._consumer.subscribe(
             [self.topic],
             on_assign=self._on_assign,
@@ -127,7 +128,7 @@ class Pipeline:
         finally:
             lag.stop()
             self._consumer.close()
-            self._producer.flush(5.0)
+            self._outputs.flush(5.0)
             self._client.close()
 
     def _drain(self) -> None:
@@ -200,12 +201,15 @@ class Pipeline:
     def _seal(self) -> None:
         """Close the window: flush each partition's state into commands (per-event
         commands in event order, then one net change per cart that changed) and hand
-        them, with the offsets they cover, to the delivery worker."""
+        them, with the state changes and the offsets they cover, to the delivery worker."""
         commands: list[Command] = []
-        for state in self._states.values():
+        changelog: dict[int, Records] = {}
+        for partition, state in self._states.items():
             commands.extend(state.flush())
+            if self._changelog is not None:
+                changelog[partition] = state.changes()
         if commands or self._offsets.events:
-            self._worker.submit(self._offsets.seal(commands))
+            self._worker.submit(self._offsets.seal(commands, changelog))
         self._publish_tallies()
         self._collect_garbage()
 
@@ -225,20 +229,28 @@ class Pipeline:
         a command Journey has not accepted or a dead letter the broker has not taken:
 
         1. the worker delivered every command of the window (accepted or dead-lettered);
-        2. flush the dead-letter producer: a refused dead letter stops the pipeline
-           before anything is committed;
-        3. commit, synchronously, the newest offsets the windows cover, for partitions
-           still assigned in this assignment generation.
+        2. produce the window's state changes to the changelog, for the partitions
+           still assigned in this assignment generation;
+        3. flush the producer (dead letters and changelog): a record the broker refused
+           stops the pipeline before anything is committed;
+        4. commit, synchronously, the newest offsets the windows cover.
 
-        A crash before step 3 re-processes those records: command ids and batch ids are
-        deterministic, so Journey's idempotency keeps one copy.
+        A crash before step 3 completes restores the state from before the window and
+        re-processes its records: the same commands with the same ids, which Journey
+        keeps once. A crash between 3 and 4 restores the state from after it: its
+        records are then replays and make nothing.
         """
         if self._worker.failure is not None:
             raise PipelineError("delivery failed") from self._worker.failure
-        windows = self._worker.completed()
+        windows = self._offsets.current(self._worker.completed())
         if not windows:
             return
-        self._dead_letters.flush(self.settings.shutdown_timeout_s)
+        if self._changelog is not None:
+            for window in windows:
+                for partition, records in window.changelog.items():
+                    if partition in self._states:
+                        self._changelog.write(partition, records)
+        self._outputs.flush(self.settings.shutdown_timeout_s)
         if self._offsets.commit(self._consumer, windows):
             self.metrics.commits.inc()
 
@@ -267,7 +279,9 @@ class Pipeline:
         if self._identity.invalid:
             metrics.invalid_emails.inc(self._identity.invalid)
             self._identity.invalid = 0
-        metrics.carts.set(sum(len(state.carts) for state in self._states.values()))
+        for partition, state in self._states.items():
+            metrics.carts.labels(str(partition)).set(len(state.carts))
+            metrics.event_ids.labels(str(partition)).set(len(state.seen))
 
     def _polled(self) -> None:
         self.health.last_poll = time.monotonic()
@@ -280,9 +294,38 @@ class Pipeline:
         if self._paused:
             consumer.pause(partitions)
         self._offsets.generation += 1
-        for tp in partitions:
-            self._states[tp.partition] = PartitionState()
+        numbers = [tp.partition for tp in partitions]
+        if self._changelog is None:
+            self._states.update({p: PartitionState(self._retention) for p in numbers})
+        elif numbers:
+            self._restore(numbers)
         self._assignment_changed("assigned", partitions)
+
+    def _restore(self, partitions: list[int]) -> None:
+        """Rebuild the assigned partitions' state from the changelog before any of their
+        records is processed (this runs inside the assignment callback)."""
+        assert self._changelog is not None
+        self.health.restoring += 1
+        started = time.monotonic()
+        try:
+            self._changelog.ensure(self._admin, topics.partitions(self._admin, self.topic) or 1)
+            states, records = self._changelog.restore(partitions)
+        finally:
+            self.health.restoring -= 1
+        self._states.update(states)
+        elapsed = time.monotonic() - started
+        self.metrics.restore_seconds.observe(elapsed)
+        self.metrics.restored_records.inc(records)
+        log.info(
+            "state restored",
+            extra={
+                "topic": self._changelog.topic,
+                "partitions": partitions,
+                "records": records,
+                "carts": sum(len(states[p].carts) for p in partitions),
+                "seconds": round(elapsed, 3),
+            },
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Deliver and commit what the revoked partitions processed before letting go."""
@@ -304,6 +347,10 @@ class Pipeline:
         for tp in partitions:
             self._states.pop(tp.partition, None)
             self._offsets.forget(tp.partition)
+            label = str(tp.partition)
+            for gauge in (self.metrics.carts, self.metrics.event_ids):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(label)
 
     def _assignment_changed(self, kind: str, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels(kind).inc()

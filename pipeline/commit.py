@@ -17,18 +17,24 @@ from .dedupe import Command
 log = logs.get("commit")
 
 
+Records = list[tuple[bytes, bytes | None]]
+
+
 class Window:
-    __slots__ = ("commands", "event_ms", "events", "generation", "offsets")
+    __slots__ = ("changelog", "commands", "event_ms", "events", "generation", "offsets")
 
     def __init__(
         self,
         commands: list[Command],
+        *,
+        changelog: dict[int, Records],
         offsets: dict[int, int],
         event_ms: dict[int, int],
         events: int,
         generation: int,
     ) -> None:
         self.commands = commands
+        self.changelog = changelog
         self.offsets = offsets
         self.event_ms = event_ms
         self.events = events
@@ -45,9 +51,14 @@ class Offsets:
         self.committed_event_ms: dict[int, int] = {}
         self.events = 0  # processed since the last seal
 
-    def seal(self, commands: list[Command]) -> Window:
+    def seal(self, commands: list[Command], changelog: dict[int, Records]) -> Window:
         window = Window(
-            commands, dict(self.positions), dict(self.event_ms), self.events, self.generation
+            commands,
+            changelog=changelog,
+            offsets=dict(self.positions),
+            event_ms=dict(self.event_ms),
+            events=self.events,
+            generation=self.generation,
         )
         self.events = 0
         return window
@@ -56,12 +67,15 @@ class Offsets:
         for table in (self.positions, self.event_ms, self.committed, self.committed_event_ms):
             table.pop(partition, None)
 
+    def current(self, windows: list[Window]) -> list[Window]:
+        """The windows sealed in this assignment generation; older ones are not ours to
+        commit (or to write to the changelog) any more."""
+        return [window for window in windows if window.generation == self.generation]
+
     def commit(self, consumer: Consumer, windows: list[Window]) -> bool:
-        """Commit, synchronously, the newest offsets the delivered windows cover."""
+        """Commit, synchronously, the newest offsets the (current) windows cover."""
         latest: dict[int, tuple[int, int]] = {}
         for window in windows:
-            if window.generation != self.generation:
-                continue
             for partition, offset in window.offsets.items():
                 latest[partition] = (offset, window.event_ms.get(partition, 0))
         offsets = [

@@ -83,6 +83,13 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ValueError("must be true or false")
+    return lowered in ("true", "1", "yes", "on")
+
+
 def _topic(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value):
         raise ValueError("must be a Kafka topic name (letters, digits, '.', '_', '-')")
@@ -148,6 +155,30 @@ OPTIONS: tuple[Option, ...] = (
     Option("shutdown_timeout_s", _positive_float, "max drain time on SIGTERM", default=25.0),
     Option("journey_timeout_s", _positive_float, "timeout of one Journey request", default=10.0),
     Option("retry_max_backoff_s", _positive_float, "cap of the retry backoff", default=30.0),
+    Option(
+        "changelog",
+        _flag,
+        "keep partition state durable in a compacted changelog topic",
+        default=True,
+    ),
+    Option(
+        "retention_carts_s",
+        _positive_int,
+        "forget a cart idle this long (event time)",
+        default=30 * 86400,
+    ),
+    Option(
+        "retention_event_ids_s",
+        _positive_int,
+        "remember event ids this long (replays)",
+        default=86400,
+    ),
+    Option(
+        "retention_orders_s",
+        _positive_int,
+        "remember order ids this long (sent once)",
+        default=90 * 86400,
+    ),
     Option("consume_batch", _positive_int, "max records taken per poll", default=2000),
     Option("log_level", lambda v: v.upper(), "DEBUG, INFO, WARNING or ERROR", default="INFO"),
 )
@@ -174,9 +205,18 @@ class Settings:
     shutdown_timeout_s: float
     journey_timeout_s: float
     retry_max_backoff_s: float
+    changelog: bool
+    retention_carts_s: int
+    retention_event_ids_s: int
+    retention_orders_s: int
     consume_batch: int
     log_level: str
     kafka: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def changelog_topic(self) -> str:
+        """One compacted changelog per group and input topic, partitioned like the input."""
+        return f"{self.group_id}.{self.topic}.changelog"
 
     def kafka_config(self, **overrides: Any) -> dict[str, Any]:
         """librdkafka settings: bootstrap servers, the passthrough, then `overrides`."""

@@ -11,11 +11,20 @@ SubmitCart. A cart that ends the window as it began sends nothing.
 Command ids are deterministic so a replay after a crash re-sends the same ids:
 `<event id>/<n>` for per-event commands, `<cart id>@<version>/<n>` for a cart's net
 change, the version counting the net changes sent for that cart.
+
+Durability: `changes()` returns, as changelog records, everything that changed since
+it was last called (plus tombstones for what expired); `load()` applies one such
+record when the partition's state is restored. Keys: `c<cart id>` (a cart),
+`s<n>` (the event ids of one window, for replays), `o<order id>`, `i<identity key>`.
+Expiry runs on stream time (the newest event time seen), so retention means the same
+under replay and in a time-compressed benchmark.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from .normalise import Change, Line, LineChange, PageView, ProductView, Purchase
 
@@ -37,6 +46,20 @@ def _put(args: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
 
 def _money(value: float) -> float:
     return round(value, 2)
+
+
+_DAY_MS = 86_400_000
+
+
+class Retention(NamedTuple):
+    """How long state is kept after its last use, in event-time milliseconds."""
+
+    carts_ms: int = 30 * _DAY_MS
+    event_ids_ms: int = _DAY_MS
+    orders_ms: int = 90 * _DAY_MS
+
+
+DEFAULT_RETENTION = Retention()
 
 
 class Cart:
@@ -64,6 +87,39 @@ class Cart:
         self.sent_lines: dict[str, int] = {}
         self.sent_total: float | None = None
         self.sent_step: int | None = None
+
+    def dump(self) -> bytes:
+        return orjson.dumps(
+            [
+                self.ts,
+                self.version,
+                self.created,
+                self.total,
+                self.step,
+                [[pid, line.name, line.price, line.quantity] for pid, line in self.lines.items()],
+                self.sent_total,
+                self.sent_step,
+                list(self.sent_lines.items()),
+            ]
+        )
+
+    @classmethod
+    def load(cls, data: bytes) -> Cart:
+        (ts, version, created, total, step, lines, sent_total, sent_step, sent_lines) = (
+            orjson.loads(data)
+        )
+        cart = cls()
+        cart.ts, cart.version, cart.created, cart.total, cart.step = (
+            ts,
+            version,
+            created,
+            total,
+            step,
+        )
+        cart.lines = {pid: Line(name, price, quantity) for pid, name, price, quantity in lines}
+        cart.sent_total, cart.sent_step = sent_total, sent_step
+        cart.sent_lines = dict(sent_lines)
+        return cart
 
     def close(self) -> None:
         """A transaction closed the cart: forget its content, keep its version so the
@@ -113,20 +169,34 @@ class Cart:
 class PartitionState:
     """Everything one input partition needs to turn its events into exactly-right commands."""
 
-    def __init__(self) -> None:
+    def __init__(self, retention: Retention = DEFAULT_RETENTION) -> None:
+        self.retention = retention
         self.carts: dict[str, Cart] = {}
-        self.seen: dict[str, int] = {}  # event id -> event time, for replays
+        self.seen: set[str] = set()  # event ids processed, for replays
         self.orders: dict[str, int] = {}  # order id -> event time, transactions sent once
         self.identities: dict[str, str] = {}  # cart id (else the email) -> email sent by Track
+        self.identity_ms: dict[str, int] = {}  # identity key -> when its Track was sent
         self.dirty: dict[str, Cart] = {}
         self.outbox: list[Command] = []
+        self.stream_ms = 0  # the newest event time seen
+        # what changed since the last `changes()`, and the event-id windows kept
+        self._touched: set[str] = set()
+        self._new_ids: list[str] = []
+        self._new_orders: list[str] = []
+        self._new_identities: list[str] = []
+        self._id_windows: dict[int, tuple[int, list[str]]] = {}  # n -> (newest ms, ids)
+        self._next_window = 0
+        self._expired_at = 0
 
     def apply(self, change: Change) -> bool:
         """Fold one event in; False when it was a replay (or a repeated transaction)."""
         event_id = change.event_id
         if event_id in self.seen:
             return False
-        self.seen[event_id] = change.ts
+        self.seen.add(event_id)
+        self._new_ids.append(event_id)
+        if change.ts > self.stream_ms:  # noqa: PLR1730  (hot path: cheaper than max())
+            self.stream_ms = change.ts
         n = self._identify(change)
         if type(change) is LineChange:
             cart = self._cart(change.cart_id, change.ts)
@@ -168,6 +238,8 @@ class PartitionState:
         if self.identities.get(key) == email:
             return 0
         self.identities[key] = email
+        self.identity_ms[key] = change.ts
+        self._new_identities.append(key)
         self._settle(change.cart_id)
         self.outbox.append(
             _command(
@@ -196,12 +268,14 @@ class PartitionState:
             cart = self.carts[cart_id] = Cart()
         cart.ts = ts
         self.dirty[cart_id] = cart
+        self._touched.add(cart_id)
         return cart
 
     def _purchase(self, p: Purchase, n: int) -> bool:
         if p.order_id in self.orders:
             return False
         self.orders[p.order_id] = p.ts
+        self._new_orders.append(p.order_id)
         email = self._email(p) or p.email
         cart_id = p.cart_id
         if cart_id is not None:
@@ -209,6 +283,7 @@ class PartitionState:
             cart = self.carts.get(cart_id)
             if cart is not None:
                 cart.close()
+                self._touched.add(cart_id)
         order = p.order_id
         out = self.outbox
         out.append(
@@ -334,3 +409,96 @@ class PartitionState:
             self._net_change(cart_id, cart, out)
         self.dirty.clear()
         return out
+
+    # -- durability ------------------------------------------------------------------
+
+    def changes(self) -> list[tuple[bytes, bytes | None]]:
+        """Changelog records for all that changed since the last call, with tombstones
+        for what expired. Call after `flush()`, so carts carry what Journey was sent."""
+        records: list[tuple[bytes, bytes | None]] = self._expire()
+        for cart_id in self._touched:
+            cart = self.carts.get(cart_id)
+            records.append((b"c" + cart_id.encode(), cart.dump() if cart else None))
+        self._touched.clear()
+        if self._new_ids:
+            n = self._next_window
+            self._next_window += 1
+            self._id_windows[n] = (self.stream_ms, self._new_ids)
+            records.append((b"s%d" % n, orjson.dumps([self.stream_ms, self._new_ids])))
+            self._new_ids = []
+        for order_id in self._new_orders:
+            records.append((b"o" + order_id.encode(), orjson.dumps(self.orders[order_id])))
+        self._new_orders.clear()
+        for key in self._new_identities:
+            records.append(
+                (b"i" + key.encode(), orjson.dumps([self.identities[key], self.identity_ms[key]]))
+            )
+        self._new_identities.clear()
+        return records
+
+    def _expire(self) -> list[tuple[bytes, bytes | None]]:
+        """Forget what retention let go, at most every 1/48 of the shortest retention."""
+        now, keep = self.stream_ms, self.retention
+        if now - self._expired_at < min(keep) // 48:
+            return []
+        self._expired_at = now
+        gone: list[tuple[bytes, bytes | None]] = []
+        for cart_id in [c for c, cart in self.carts.items() if cart.ts < now - keep.carts_ms]:
+            del self.carts[cart_id]
+            self._touched.discard(cart_id)
+            gone.append((b"c" + cart_id.encode(), None))
+        for key in [
+            k
+            for k, ms in self.identity_ms.items()
+            if ms < now - keep.carts_ms and k not in self.carts
+        ]:
+            del self.identities[key], self.identity_ms[key]
+            gone.append((b"i" + key.encode(), None))
+        for order_id in [o for o, ms in self.orders.items() if ms < now - keep.orders_ms]:
+            del self.orders[order_id]
+            gone.append((b"o" + order_id.encode(), None))
+        for n in [n for n, (ms, _) in self._id_windows.items() if ms < now - keep.event_ids_ms]:
+            self.seen.difference_update(self._id_windows.pop(n)[1])
+            gone.append((b"s%d" % n, None))
+        return gone
+
+    def load(self, key: bytes, value: bytes | None) -> None:
+        """Apply one changelog record (restore); the last record of a key wins."""
+        kind, name = key[:1], key[1:].decode()
+        if kind == b"c":
+            if value is None:
+                self.carts.pop(name, None)
+            else:
+                cart = self.carts[name] = Cart.load(value)
+                self.stream_ms = max(self.stream_ms, cart.ts)
+        elif kind == b"s":
+            n = int(name)
+            old = self._id_windows.pop(n, None)
+            if old is not None:
+                self.seen.difference_update(old[1])
+            if value is not None:
+                ms, ids = orjson.loads(value)
+                self._id_windows[n] = (ms, ids)
+                self.seen.update(ids)
+                self.stream_ms = max(self.stream_ms, ms)
+            self._next_window = max(self._next_window, n + 1)
+        elif kind == b"o":
+            if value is None:
+                self.orders.pop(name, None)
+            else:
+                self.orders[name] = orjson.loads(value)
+        elif kind == b"i":
+            if value is None:
+                self.identities.pop(name, None)
+                self.identity_ms.pop(name, None)
+            else:
+                self.identities[name], self.identity_ms[name] = orjson.loads(value)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as plain data, to compare a restored state with the original."""
+        return {
+            "carts": {cid: orjson.loads(cart.dump()) for cid, cart in self.carts.items()},
+            "seen": sorted(self.seen),
+            "orders": dict(self.orders),
+            "identities": {k: [e, self.identity_ms[k]] for k, e in self.identities.items()},
+        }

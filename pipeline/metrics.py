@@ -141,7 +141,29 @@ class Metrics:
             "Offset commits after accepted deliveries.",
             registry=registry,
         )
-        self.carts = Gauge("ofsys_state_carts", "Carts held in partition state.", registry=registry)
+        self.carts = Gauge(
+            "ofsys_state_carts",
+            "Carts held in partition state, per partition.",
+            ["partition"],
+            registry=registry,
+        )
+        self.event_ids = Gauge(
+            "ofsys_state_event_ids",
+            "Event ids remembered for replays, per partition.",
+            ["partition"],
+            registry=registry,
+        )
+        self.restore_seconds = Histogram(
+            "ofsys_state_restore_duration_seconds",
+            "Time to restore assigned partitions' state from the changelog.",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=registry,
+        )
+        self.restored_records = Counter(
+            "ofsys_state_restored_records_total",
+            "Changelog records read while restoring.",
+            registry=registry,
+        )
         self.assigned = Gauge(
             "ofsys_assigned_partitions",
             "Input partitions assigned to this process.",

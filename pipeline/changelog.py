@@ -1,0 +1,88 @@
+"""The state changelog: a compacted topic, partitioned like the input, that makes each
+partition's state survive crashes, restarts and rebalances.
+
+Written in step with offsets: a window's state changes are produced only after Journey
+accepted the window's commands, and flushed before its offsets are committed. So after
+a crash the restored state is either from before a window (its records are processed
+again and make the same commands with the same ids) or from after it (its records are
+replays and make nothing): never a lost or a doubled command.
+"""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from . import logs, topics
+from .config import Settings
+from .dedupe import PartitionState, Retention
+from .errors import PipelineError
+from .outputs import Outputs
+
+log = logs.get("changelog")
+
+
+def retention(settings: Settings) -> Retention:
+    return Retention(
+        settings.retention_carts_s * 1000,
+        settings.retention_event_ids_s * 1000,
+        settings.retention_orders_s * 1000,
+    )
+
+
+class Changelog:
+    def __init__(self, settings: Settings, outputs: Outputs) -> None:
+        self.topic = settings.changelog_topic
+        self._settings = settings
+        self._outputs = outputs
+
+    def ensure(self, admin: AdminClient, partitions: int) -> None:
+        topics.ensure(admin, self.topic, partitions, {"cleanup.policy": "compact"})
+        found = topics.partitions(admin, self.topic)
+        if found != partitions:
+            raise PipelineError(
+                f"changelog topic {self.topic} has {found} partitions, the input {partitions}: "
+                "they must match (see docs/deploy.md on adding partitions)"
+            )
+
+    def write(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
+        produce = self._outputs.produce
+        for key, value in records:
+            produce(self.topic, key, value, partition=partition)
+
+    def restore(self, partitions: list[int]) -> tuple[dict[int, PartitionState], int]:
+        """Each partition's state, rebuilt from its changelog partition up to its end."""
+        states = {p: PartitionState(retention(self._settings)) for p in partitions}
+        consumer = Consumer(
+            self._settings.kafka_config(
+                **{
+                    "group.id": f"{self._settings.group_id}.restore",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "client.id": "ofsys-pipeline-restore",
+                }
+            )
+        )
+        records = 0
+        try:
+            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+            remaining = set(partitions)
+            deadline = time.monotonic() + 600
+            while remaining:
+                if time.monotonic() > deadline:
+                    raise PipelineError(f"restoring {self.topic} took more than 600 s")
+                for msg in consumer.consume(10_000, 1.0):
+                    error = msg.error()
+                    partition: int = msg.partition()  # type: ignore[assignment]
+                    if error is None:
+                        states[partition].load(msg.key() or b"", msg.value())
+                        records += 1
+                    elif error.code() == KafkaError._PARTITION_EOF:
+                        remaining.discard(partition)
+                    elif error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        raise PipelineError(f"restoring {self.topic}: {error.str()}")
+        finally:
+            consumer.close()
+        return states, records
