@@ -29,8 +29,8 @@ integration: install ## the tests that run against a real Tansu broker
 	$(BIN)/python -m pytest -q tests/integration
 
 lint: install ## ruff lint and format check
-	$(BIN)/ruff check pipeline tests
-	$(BIN)/ruff format --check pipeline tests
+	$(BIN)/ruff check pipeline tests ops
+	$(BIN)/ruff format --check pipeline tests ops
 
 typecheck: install ## mypy --strict on the package
 	$(BIN)/mypy

@@ -80,6 +80,10 @@ class Pipeline:
         self._paused = False
         self._seals = 0
 
+    def state_snapshot(self) -> dict[int, dict[str, object]]:
+        """Each assigned partition's state as plain data (for tests and the benchmark)."""
+        return {partition: state.snapshot() for partition, state in self._states.items()}
+
     def committed(self) -> dict[int, int]:
         """The offsets this process committed, per partition (a copy)."""
         return dict(self._offsets.committed)
@@ -365,5 +369,5 @@ class Pipeline:
                 "assigned": sorted(self._states),
             },
         )
-        if kind != "assigned" and assigned == 0:
+        if assigned == 0:
             log.info("no partitions assigned: idle, ready to take over on the next rebalance")

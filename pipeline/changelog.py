@@ -73,7 +73,7 @@ class Changelog:
             while remaining:
                 if time.monotonic() > deadline:
                     raise PipelineError(f"restoring {self.topic} took more than 600 s")
-                for msg in consumer.consume(10_000, 1.0):
+                for msg in consumer.consume(10_000, 0.1):
                     error = msg.error()
                     partition: int = msg.partition()  # type: ignore[assignment]
                     if error is None:

@@ -427,9 +427,12 @@ class PartitionState:
             records.append((b"s%d" % n, orjson.dumps([self.stream_ms, self._new_ids])))
             self._new_ids = []
         for order_id in self._new_orders:
-            records.append((b"o" + order_id.encode(), orjson.dumps(self.orders[order_id])))
+            if order_id in self.orders:  # else it expired already: its tombstone is written
+                records.append((b"o" + order_id.encode(), orjson.dumps(self.orders[order_id])))
         self._new_orders.clear()
         for key in self._new_identities:
+            if key not in self.identities:
+                continue
             records.append(
                 (b"i" + key.encode(), orjson.dumps([self.identities[key], self.identity_ms[key]]))
             )

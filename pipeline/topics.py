@@ -16,7 +16,9 @@ from .errors import PipelineError
 def partitions(admin: AdminClient, topic: str, timeout_s: float = 10.0) -> int | None:
     """The topic's partition count, or None when it does not exist."""
     try:
-        metadata = admin.list_topics(topic, timeout=timeout_s)
+        # All topics, not `list_topics(topic)`: a metadata request naming a topic lets
+        # brokers with auto-creation on create it, with their default partition count.
+        metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise PipelineError(f"Kafka unreachable: {exc.args[0]}") from exc
     found = metadata.topics.get(topic)

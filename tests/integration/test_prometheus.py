@@ -128,6 +128,8 @@ class Prometheus:
         return self._get("/api/v1/query", query=expr)
 
     def query_range(self, expr: str, start: float, end: float) -> list[dict[str, Any]]:
+        """Evaluated every second, aligned so that the last point is at `end`."""
+        start = end - math.ceil(end - start)
         body = self._get("/api/v1/query_range", query=expr, start=start, end=end, step="1s")
         assert body["status"] == "success", f"{expr}: {body}"
         result: list[dict[str, Any]] = body["data"]["result"]
@@ -138,6 +140,14 @@ class Prometheus:
         result = self.query_range(expr, start, end)
         assert len(result) <= 1, f"{expr}: more than one series"
         return [(float(t), float(v)) for t, v in result[0]["values"]] if result else []
+
+    def targets(self) -> str:
+        """The scrape targets' health and last error, for failure messages."""
+        body = self._get("/api/v1/targets")
+        return "; ".join(
+            f"{t['scrapeUrl']} {t['health']} {t['lastError']!r}"
+            for t in body["data"]["activeTargets"]
+        )
 
     def alerts(self) -> list[dict[str, Any]]:
         body = self._get("/api/v1/alerts")
@@ -254,12 +264,18 @@ def test_dashboard_and_alerts_against_a_real_prometheus(
     # 3. recovery
     fault_ended = time.time()
     journey.set_faults()
-    assert fired_at is not None, "OfsysPipelineJourneyUnauthorized never fired in the fault"
+
+    def diagnosis() -> str:
+        return f"targets: {prom.targets()}\npipeline log (tail):\n{pipeline.log()[-4000:]}"
+
+    assert fired_at is not None, (
+        f"OfsysPipelineJourneyUnauthorized never fired in the fault\n{diagnosis()}"
+    )
 
     sel = f'{{namespace="{NAMESPACE}", pod="{POD}"}}'
     lag = f"sum(ofsys_consumer_lag_messages{sel})"
     peak = max(v for _, v in prom.scalar_range(lag, fault_started, fault_ended))
-    assert peak >= PHASE_S * RATE / 3, f"lag did not rise in the fault (peak {peak})"
+    assert peak >= PHASE_S * RATE / 3, f"lag did not rise in the fault (peak {peak})\n{diagnosis()}"
 
     def drained() -> bool:
         now = prom.scalar_range(lag, time.time() - 2, time.time())

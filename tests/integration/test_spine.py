@@ -6,16 +6,13 @@ import time
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from pipeline.broker import EmbeddedBroker
-from pipeline.dedupe import PartitionState
 from pipeline.journey_emulator import JourneyEmulator
-from pipeline.normalise import Identity, normalise
-from pipeline.produce import Encoder, ShopTraffic
+from pipeline.produce import Encoder
 from pipeline.schemas import SchemaFamily
 
+from .checks import assert_nothing_lost_or_doubled, committed, shop_records
 from .conftest import KEY, produce, read_all, wait_for
 from .registry import SchemaRegistry
 
@@ -154,13 +151,6 @@ def ledger(journey: JourneyEmulator) -> list[tuple[str, str, dict[str, Any]]]:
     return [(c["id"], c["call"], c["args"]) for c in journey.ledger()["commands"]]
 
 
-def committed(broker: EmbeddedBroker, group: str, topic: str) -> dict[int, int]:
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(4)])
-    result = admin.list_consumer_group_offsets([request])[group].result(10)
-    return {tp.partition: tp.offset for tp in result.topic_partitions if tp.offset >= 0}
-
-
 @pytest.mark.parametrize("framing", ["single-object", "confluent"])
 def test_worked_example_end_to_end(
     broker: EmbeddedBroker,
@@ -277,63 +267,6 @@ def test_every_dead_letter_reason_and_skipped_events(
     )
     assert pipeline.sample("ofsys_dead_letters_total", reason="missing-field") == 4
     assert pipeline.terminate() == 0
-
-
-def oracle(family: SchemaFamily, values: list[bytes]) -> PartitionState:
-    """What Journey must end up holding: the events folded by one state, in order."""
-    from pipeline.decode import SingleObjectDecoder
-    from pipeline.errors import DecodeError, InvalidEventError
-
-    decode, identity, state = SingleObjectDecoder(family), Identity(), PartitionState()
-    for value in values:
-        try:
-            change = normalise(decode(value), identity, {})
-        except (DecodeError, InvalidEventError):
-            continue
-        if change is not None:
-            state.apply(change)
-    state.flush()
-    return state
-
-
-def journey_view(journey: JourneyEmulator) -> tuple[dict[str, dict[str, int]], list[str]]:
-    """Replay the ledger: cart lines as Journey holds them, and transactions received."""
-    carts: dict[str, dict[str, int]] = {}
-    transactions = []
-    for command in journey.ledger()["commands"]:
-        call, args = command["call"], command["args"]
-        if call == "ECommerce.AddCart":
-            carts[args["idCart"]] = {}
-        elif call == "ECommerce.AddCartItem":
-            carts[args["idCart"]][args["idProduct"]] = args["quantity"]
-        elif call == "ECommerce.RemoveCartItem":
-            del carts[args["idCart"]][args["idProduct"]]
-        elif call == "ECommerce.AddTransaction":
-            transactions.append(args["idTransaction"])
-            carts.pop(args.get("idCart"), None)
-    return carts, transactions
-
-
-def shop_records(family: SchemaFamily, count: int, seed: int) -> list[tuple[str, bytes]]:
-    encode = Encoder(family)
-    traffic = iter(ShopTraffic(seed=seed, visitors=200, duplicate_rate=0.05))
-    out = []
-    while len(out) < count:
-        key, ev, _ = next(traffic)
-        assert ev is not None
-        out.append((key, encode(ev)))
-    return out
-
-
-def assert_nothing_lost_or_doubled(
-    journey: JourneyEmulator, family: SchemaFamily, records: list[tuple[str, bytes]]
-) -> None:
-    truth = oracle(family, [value for _, value in records])
-    carts, transactions = journey_view(journey)
-    assert len(transactions) == len(set(transactions)), "a transaction was delivered twice"
-    assert set(transactions) == set(truth.orders)
-    open_carts = {cid: cart.sent_lines for cid, cart in truth.carts.items() if cart.created}
-    assert {cid: carts.get(cid) for cid in open_carts} == open_carts
 
 
 def test_transient_failures_are_retried_with_nothing_lost_or_doubled(

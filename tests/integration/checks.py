@@ -1,0 +1,79 @@
+"""What the integration tests check Journey's ledger against."""
+
+from __future__ import annotations
+
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from pipeline import topics
+from pipeline.broker import EmbeddedBroker
+from pipeline.dedupe import PartitionState
+from pipeline.journey_emulator import JourneyEmulator
+from pipeline.normalise import Identity, normalise
+from pipeline.produce import Encoder, ShopTraffic
+from pipeline.schemas import SchemaFamily
+
+
+def committed(broker: EmbeddedBroker, group: str, topic: str) -> dict[int, int]:
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    count = topics.partitions(admin, topic) or 1
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(count)])
+    result = admin.list_consumer_group_offsets([request])[group].result(10)
+    return {tp.partition: tp.offset for tp in result.topic_partitions if tp.offset >= 0}
+
+
+def oracle(family: SchemaFamily, values: list[bytes]) -> PartitionState:
+    """What Journey must end up holding: the events folded by one state, in order."""
+    from pipeline.decode import SingleObjectDecoder
+    from pipeline.errors import DecodeError, InvalidEventError
+
+    decode, identity, state = SingleObjectDecoder(family), Identity(), PartitionState()
+    for value in values:
+        try:
+            change = normalise(decode(value), identity, {})
+        except (DecodeError, InvalidEventError):
+            continue
+        if change is not None:
+            state.apply(change)
+    state.flush()
+    return state
+
+
+def journey_view(journey: JourneyEmulator) -> tuple[dict[str, dict[str, int]], list[str]]:
+    """Replay the ledger: cart lines as Journey holds them, and transactions received."""
+    carts: dict[str, dict[str, int]] = {}
+    transactions = []
+    for command in journey.ledger()["commands"]:
+        call, args = command["call"], command["args"]
+        if call == "ECommerce.AddCart":
+            carts[args["idCart"]] = {}
+        elif call == "ECommerce.AddCartItem":
+            carts[args["idCart"]][args["idProduct"]] = args["quantity"]
+        elif call == "ECommerce.RemoveCartItem":
+            del carts[args["idCart"]][args["idProduct"]]
+        elif call == "ECommerce.AddTransaction":
+            transactions.append(args["idTransaction"])
+            carts.pop(args.get("idCart"), None)
+    return carts, transactions
+
+
+def shop_records(family: SchemaFamily, count: int, seed: int) -> list[tuple[str, bytes]]:
+    encode = Encoder(family)
+    traffic = iter(ShopTraffic(seed=seed, visitors=200, duplicate_rate=0.05))
+    out = []
+    while len(out) < count:
+        key, ev, _ = next(traffic)
+        assert ev is not None
+        out.append((key, encode(ev)))
+    return out
+
+
+def assert_nothing_lost_or_doubled(
+    journey: JourneyEmulator, family: SchemaFamily, records: list[tuple[str, bytes]]
+) -> None:
+    truth = oracle(family, [value for _, value in records])
+    carts, transactions = journey_view(journey)
+    assert len(transactions) == len(set(transactions)), "a transaction was delivered twice"
+    assert set(transactions) == set(truth.orders)
+    open_carts = {cid: cart.sent_lines for cid, cart in truth.carts.items() if cart.created}
+    assert {cid: carts.get(cid) for cid in open_carts} == open_carts

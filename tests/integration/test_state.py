@@ -1,0 +1,224 @@
+"""Durable state on a real broker: restore, kill -9, and scaling by partition count."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from pipeline import config, topics
+from pipeline.app import Pipeline
+from pipeline.broker import EmbeddedBroker
+from pipeline.changelog import Changelog
+from pipeline.journey_emulator import JourneyEmulator
+from pipeline.metrics import Metrics
+from pipeline.outputs import Outputs
+from pipeline.schemas import SchemaFamily
+from pipeline.server import Health
+
+from .checks import assert_nothing_lost_or_doubled, committed, shop_records
+from .conftest import KEY, PipelineProcess, produce, wait_for
+
+
+def producing(
+    broker: EmbeddedBroker, topic: str, records: list[tuple[str, bytes]], seconds: float
+) -> threading.Thread:
+    """Produce `records` spread over `seconds` in the background (bounded; ends itself)."""
+
+    def run() -> None:
+        chunks = 20
+        size = -(-len(records) // chunks)
+        for start in range(0, len(records), size):
+            produce(broker, topic, records[start : start + size])
+            time.sleep(seconds / chunks)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_restore_takes_the_state_back_exactly(
+    broker: EmbeddedBroker, journey: JourneyEmulator, topic: str, family: SchemaFamily
+) -> None:
+    records = shop_records(family, 3000, seed=21)
+    produce(broker, topic, records)
+    settings = config.load(
+        {
+            "OFSYS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "OFSYS_TOPIC": topic,
+            "OFSYS_GROUP_ID": f"g-{topic}",
+            "OFSYS_JOURNEY_URL": journey.url,
+            "OFSYS_ACCOUNT_KEY": KEY,
+            "OFSYS_FLUSH_INTERVAL_MS": "200",
+            "OFSYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        }
+    )
+    pipeline = Pipeline(settings, Metrics(), Health(poll_stale_s=30))
+    runner = threading.Thread(target=pipeline.run, daemon=True)
+    runner.start()
+    wait_for(lambda: sum(pipeline.committed().values()) == len(records), 60, "all committed")
+    before = pipeline.state_snapshot()
+    pipeline.stop()
+    runner.join(30)
+    assert sum(len(s["carts"]) for s in before.values()) > 100  # type: ignore[arg-type]
+    states, restored_records = Changelog(settings, Outputs(settings)).restore(sorted(before))
+    assert restored_records > 0
+    assert {p: state.snapshot() for p, state in states.items()} == before
+
+
+@pytest.fixture
+def group_env(broker: EmbeddedBroker, journey: JourneyEmulator) -> Callable[[str], dict[str, str]]:
+    def env(topic: str) -> dict[str, str]:
+        return {
+            "OFSYS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "OFSYS_TOPIC": topic,
+            "OFSYS_GROUP_ID": f"g-{topic}",
+            "OFSYS_JOURNEY_URL": journey.url,
+            "OFSYS_ACCOUNT_KEY": KEY,
+            "OFSYS_FLUSH_INTERVAL_MS": "300",
+            "OFSYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "OFSYS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+            "OFSYS_RETRY_MAX_BACKOFF_S": "1",
+            "OFSYS_SHUTDOWN_TIMEOUT_S": "15",
+        }
+
+    return env
+
+
+@pytest.fixture
+def processes() -> Iterator[list[PipelineProcess]]:
+    started: list[PipelineProcess] = []
+    yield started
+    for process in started:
+        process.kill()
+
+
+def start(env: dict[str, str], started: list[PipelineProcess]) -> PipelineProcess:
+    from pipeline.broker import free_port
+
+    process = PipelineProcess({**env, "OFSYS_METRICS_PORT": str(free_port())})
+    started.append(process)
+    process.wait_serving()
+    return process
+
+
+def report(journey: JourneyEmulator, label: str) -> None:
+    ledger = journey.ledger()
+    print(
+        f"{label}: Journey kept {ledger['accepted']} commands; received "
+        f"{ledger['duplicates_received']} again by id (at-least-once on the wire)"
+    )
+
+
+def test_kill_9_at_random_moments_loses_and_doubles_nothing(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    topic: str,
+    family: SchemaFamily,
+    group_env: Callable[[str], dict[str, str]],
+    processes: list[PipelineProcess],
+) -> None:
+    records = shop_records(family, 6000, seed=31)
+    feeder = producing(broker, topic, records, seconds=12)
+    env = group_env(topic)
+    rng = random.Random(7)
+    current = start(env, processes)
+    for _ in range(5):
+        time.sleep(rng.uniform(1.5, 4.0))
+        current.kill()
+        current = start(env, processes)
+    feeder.join(60)
+    wait_for(
+        lambda: sum(committed(broker, env["OFSYS_GROUP_ID"], topic).values()) == len(records),
+        120,
+        "every record committed after the kills",
+    )
+    report(journey, "kill -9 x5")
+    assert_nothing_lost_or_doubled(journey, family, records)
+    assert current.terminate() == 0
+
+
+def test_scaling_the_group_moves_state_without_loss(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    family: SchemaFamily,
+    group_env: Callable[[str], dict[str, str]],
+    processes: list[PipelineProcess],
+) -> None:
+    topic = f"scale-{time.monotonic_ns()}"
+    topics.ensure(AdminClient({"bootstrap.servers": broker.bootstrap}), topic, 6)
+    env = group_env(topic)
+    records = shop_records(family, 6000, seed=41)
+    feeder = producing(broker, topic, records, seconds=20)
+    group = [start(env, processes) for _ in range(3)]
+
+    def assigned(members: list[PipelineProcess]) -> float:
+        return sum(m.sample("ofsys_assigned_partitions") for m in members)
+
+    wait_for(lambda: assigned(group) == 6, 60, "3 members sharing 6 partitions")
+    time.sleep(3)
+    assert group[0].terminate() == 0  # stop one: its partitions and their state move
+    wait_for(lambda: assigned(group[1:]) == 6, 60, "2 members taking over")
+    group[0] = start(env, processes)  # start it again
+    wait_for(lambda: assigned(group) == 6, 60, "3 members again")
+    group.append(start(env, processes))  # add a fourth
+    wait_for(
+        lambda: (
+            assigned(group) == 6 and all(m.sample("ofsys_assigned_partitions") > 0 for m in group)
+        ),
+        60,
+        "4 members",
+    )
+    feeder.join(60)
+    wait_for(
+        lambda: sum(committed(broker, env["OFSYS_GROUP_ID"], topic).values()) == len(records),
+        120,
+        "every record committed",
+    )
+    report(journey, "3 -> 2 -> 3 -> 4 members")
+    assert_nothing_lost_or_doubled(journey, family, records)
+    for member in group:
+        assert member.terminate() == 0
+
+
+def test_more_members_than_partitions_idle_and_say_so(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    family: SchemaFamily,
+    group_env: Callable[[str], dict[str, str]],
+    processes: list[PipelineProcess],
+) -> None:
+    topic = f"idle-{time.monotonic_ns()}"
+    topics.ensure(AdminClient({"bootstrap.servers": broker.bootstrap}), topic, 1)
+    env = group_env(topic)
+    members = [start(env, processes) for _ in range(2)]
+    wait_for(
+        lambda: sum(m.sample("ofsys_assigned_partitions") for m in members) == 1,
+        60,
+        "one partition assigned",
+    )
+    idle = next(m for m in members if m.sample("ofsys_assigned_partitions") == 0)
+    wait_for(
+        lambda: "idle, ready to take over" in idle.log() or "no partitions assigned" in idle.log(),
+        30,
+        "the idle log line",
+    )
+    status, body = idle.ready()
+    assert status == 503 and "no partitions assigned" in body["problems"]
+    records = shop_records(family, 300, seed=51)
+    produce(broker, topic, records)
+    busy = next(m for m in members if m is not idle)
+    assert busy.terminate() == 0  # the idle member takes over, with the state
+    wait_for(lambda: idle.sample("ofsys_assigned_partitions") == 1, 60, "take-over")
+    wait_for(
+        lambda: sum(committed(broker, env["OFSYS_GROUP_ID"], topic).values()) == len(records),
+        60,
+        "every record committed",
+    )
+    assert_nothing_lost_or_doubled(journey, family, records)
+    _: Any = None
