@@ -200,14 +200,35 @@ ROWS: list[tuple[str, list[Panel]]] = [
         ],
     ),
     (
-        "State and health",
+        "State",
         [
             (
                 "Carts in state",
                 "timeseries",
                 "short",
-                "Carts held in partition state, per pod.",
+                "Carts held in partition state, per pod (summed over its partitions).",
                 [(f"sum by (pod) (ofsys_state_carts{SEL})", "{{pod}}")],
+            ),
+            (
+                "Event ids remembered",
+                "timeseries",
+                "short",
+                "Event ids remembered to recognise replays, per pod.",
+                [(f"sum by (pod) (ofsys_state_event_ids{SEL})", "{{pod}}")],
+            ),
+            (
+                "State restore",
+                "timeseries",
+                "short",
+                "Changelog records read per second while restoring partition state, and "
+                "the share of time spent restoring (seconds per second).",
+                [
+                    (rate("ofsys_state_restored_records_total", "pod"), "records/s {{pod}}"),
+                    (
+                        rate("ofsys_state_restore_duration_seconds_sum", "pod"),
+                        "restoring {{pod}}",
+                    ),
+                ],
             ),
             (
                 "Assigned partitions",
@@ -228,6 +249,11 @@ ROWS: list[tuple[str, list[Panel]]] = [
                     )
                 ],
             ),
+        ],
+    ),
+    (
+        "Health",
+        [
             (
                 "Backpressure and unauthorized",
                 "timeseries",
@@ -244,6 +270,13 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 "s",
                 "Seconds since each pod last polled Kafka (readiness fails when stale).",
                 [(f"time() - max by (pod) (ofsys_last_poll_timestamp_seconds{SEL})", "{{pod}}")],
+            ),
+            (
+                "CPU",
+                "timeseries",
+                "percentunit",
+                "CPU time used per second, per pod (1 = one core).",
+                [(rate("process_cpu_seconds_total", "pod"), "{{pod}}")],
             ),
             (
                 "Resident memory",

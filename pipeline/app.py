@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from . import logs, topics
 from .changelog import Changelog, retention
-from .commit import Offsets, Records
+from .commit import Offsets, Records, Source
 from .config import Settings
 from .deadletter import DeadLetters
 from .decode import make_decoder
@@ -28,6 +28,7 @@ from .lag import LagMonitor
 from .metrics import Metrics
 from .normalise import Identity, Missing, normalise
 from .outputs import Outputs
+from .partition import PARTITIONERS
 from .schemas import load_family
 from .server import Health
 
@@ -52,6 +53,9 @@ class Pipeline:
                     "enable.auto.offset.store": False,
                     "auto.offset.reset": "earliest",
                     "client.id": "ofsys-pipeline",
+                    # partition p of the input and of the repartition topic share one state:
+                    # the range assignor gives both to the same member
+                    "partition.assignment.strategy": "range",
                 }
             )
         )
@@ -71,7 +75,9 @@ class Pipeline:
             max_bytes=settings.batch_max_bytes,
             max_backoff_s=settings.retry_max_backoff_s,
         )
-        self._offsets = Offsets(settings.topic)
+        self._offsets = Offsets()
+        self._partition_of = PARTITIONERS[settings.partitioner]
+        self._source_partitions = 0
         self._identity = Identity()
         self._missing: Missing = {}
         self._tally: dict[tuple[str, str], int] = {}
@@ -85,8 +91,12 @@ class Pipeline:
         return {partition: state.snapshot() for partition, state in self._states.items()}
 
     def committed(self) -> dict[int, int]:
-        """The offsets this process committed, per partition (a copy)."""
-        return dict(self._offsets.committed)
+        """The input topic's offsets this process committed, per partition (a copy)."""
+        return {
+            p: offset
+            for (topic, p), offset in self._offsets.committed.items()
+            if topic == self.topic
+        }
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -101,18 +111,24 @@ class Pipeline:
             log.warning(
                 "input topic does not exist yet; waiting for it", extra={"topic": self.topic}
             )
-        topics.ensure(self._admin, settings.dlq_topic, source_partitions or 1)
+        self._source_partitions = source_partitions or 1
+        topics.ensure(self._admin, settings.dlq_topic, self._source_partitions)
+        topics.ensure(self._admin, settings.repartition_topic, self._source_partitions)
         if self._changelog is not None and source_partitions is not None:
             self._changelog.ensure(self._admin, source_partitions)
         self._consumer.subscribe(
-            [self.topic],
+            [self.topic, settings.repartition_topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
         log.info("consuming", extra={"topic": self.topic, "group_id": settings.group_id})
+        committed_ms = self._offsets.committed_event_ms
         lag = LagMonitor(
-            settings, self.metrics, lambda: list(self._states), self._offsets.committed_event_ms.get
+            settings,
+            self.metrics,
+            lambda: list(self._states),
+            lambda partition: committed_ms.get((self.topic, partition)),
         ).start()
         window_s = settings.flush_interval_ms / 1000.0
         seal_at = time.monotonic() + window_s
@@ -165,6 +181,7 @@ class Pipeline:
                 self._consumer_error(msg)
                 continue
             partition: int = msg.partition()  # type: ignore[assignment]
+            source: Source = (msg.topic(), partition)  # type: ignore[assignment]
             value = msg.value()
             name = "other"
             try:
@@ -173,22 +190,44 @@ class Pipeline:
                 if len(value) > max_bytes:
                     raise DecodeError("too-large", f"{len(value)} bytes > {max_bytes}")
                 event = decode(value)
-                event_ms[partition] = event["timestamp"]
+                event_ms[source] = event["timestamp"]
                 change = normalise(event, identity, missing)
                 if change is None:
                     outcome = "skipped"
                 else:
                     name = event["name"]
-                    outcome = "processed" if states[partition].apply(change) else "duplicate"
+                    cart_id = change.cart_id
+                    if (
+                        cart_id is not None
+                        and msg.key() != cart_id.encode()
+                        and self._rekey(cart_id, value, partition)
+                    ):
+                        outcome = "repartitioned"
+                    elif states[partition].apply(change):
+                        outcome = "processed"
+                    else:
+                        outcome = "duplicate"
             except (DecodeError, InvalidEventError) as exc:
                 self._dead_letters.record(msg, exc.reason, exc.detail)
                 outcome = "dead_lettered"
                 if type(exc) is InvalidEventError:
                     name = event["name"]
-            positions[partition] = msg.offset() + 1  # type: ignore[operator]
+            positions[source] = msg.offset() + 1  # type: ignore[operator]
             key = (name, outcome)
             tally[key] = tally.get(key, 0) + 1
         self._offsets.events += len(records)
+
+    def _rekey(self, cart_id: str, value: bytes, partition: int) -> bool:
+        """A record not keyed by its cart id goes, keyed by it, to the repartition topic's
+        partition that holds that cart (computed with the producers' partitioner), and is
+        processed when it comes back from there: left here it would split the cart's
+        state across partitions. False when it already sits on the cart's partition."""
+        key = cart_id.encode()
+        target = self._partition_of(key, self._source_partitions)
+        if target == partition:
+            return False
+        self._outputs.produce(self.settings.repartition_topic, key, value, partition=target)
+        return True
 
     def _consumer_error(self, msg: Message) -> None:
         error = msg.error()
@@ -298,7 +337,7 @@ class Pipeline:
         if self._paused:
             consumer.pause(partitions)
         self._offsets.generation += 1
-        numbers = [tp.partition for tp in partitions]
+        numbers = sorted({tp.partition for tp in partitions} - set(self._states))
         if self._changelog is None:
             self._states.update({p: PartitionState(self._retention) for p in numbers})
         elif numbers:
@@ -350,7 +389,7 @@ class Pipeline:
     def _release(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._states.pop(tp.partition, None)
-            self._offsets.forget(tp.partition)
+            self._offsets.forget((tp.topic, tp.partition))
             label = str(tp.partition)
             for gauge in (self.metrics.carts, self.metrics.event_ids):
                 with contextlib.suppress(KeyError):

@@ -160,7 +160,12 @@ def run_bench(*, events: int, partitions: int) -> int:
         topics.ensure(AdminClient({"bootstrap.servers": bootstrap}), TOPIC, partitions)
         traffic = ShopTraffic(seed=7, visitors=5000, duplicate_rate=0.01, invalid_rate=0.001)
         producer = Producer(
-            {"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000}
+            {
+                "bootstrap.servers": bootstrap,
+                "linger.ms": 50,
+                "partitioner": "murmur2_random",
+                "batch.num.messages": 10000,
+            }
         )
         produce(producer, TOPIC, encoded(traffic, Encoder(load_family("site_event"))), events)
         port = free_port()

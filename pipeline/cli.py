@@ -82,7 +82,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
     topics.ensure(AdminClient({"bootstrap.servers": bootstrap}), args.topic, args.partitions)
     traffic = ShopTraffic(seed=args.seed, duplicate_rate=args.duplicates, invalid_rate=args.invalid)
     encode = Encoder(load_family("site_event"), args.schema_registry_url)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "partitioner": "murmur2_random"}
+    )
     sent = produce(producer, args.topic, encoded(traffic, encode), args.count, args.rate)
     sys.stdout.write(f'{{"produced": {sent}, "topic": "{args.topic}"}}\n')
     return 0

@@ -18,6 +18,7 @@ log = logs.get("commit")
 
 
 Records = list[tuple[bytes, bytes | None]]
+Source = tuple[str, int]  # (topic, partition): the input topic, or its repartition topic
 
 
 class Window:
@@ -28,8 +29,8 @@ class Window:
         commands: list[Command],
         *,
         changelog: dict[int, Records],
-        offsets: dict[int, int],
-        event_ms: dict[int, int],
+        offsets: dict[Source, int],
+        event_ms: dict[Source, int],
         events: int,
         generation: int,
     ) -> None:
@@ -42,13 +43,15 @@ class Window:
 
 
 class Offsets:
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
+    """Keyed by (topic, partition): a partition's state serves the input topic's
+    partition and the repartition topic's partition of the same number."""
+
+    def __init__(self) -> None:
         self.generation = 0
-        self.positions: dict[int, int] = {}  # next offset to commit, per partition
-        self.event_ms: dict[int, int] = {}  # event time of the record before that offset
-        self.committed: dict[int, int] = {}
-        self.committed_event_ms: dict[int, int] = {}
+        self.positions: dict[Source, int] = {}  # next offset to commit
+        self.event_ms: dict[Source, int] = {}  # event time of the record before that offset
+        self.committed: dict[Source, int] = {}
+        self.committed_event_ms: dict[Source, int] = {}
         self.events = 0  # processed since the last seal
 
     def seal(self, commands: list[Command], changelog: dict[int, Records]) -> Window:
@@ -63,9 +66,9 @@ class Offsets:
         self.events = 0
         return window
 
-    def forget(self, partition: int) -> None:
+    def forget(self, source: Source) -> None:
         for table in (self.positions, self.event_ms, self.committed, self.committed_event_ms):
-            table.pop(partition, None)
+            table.pop(source, None)
 
     def current(self, windows: list[Window]) -> list[Window]:
         """The windows sealed in this assignment generation; older ones are not ours to
@@ -74,14 +77,15 @@ class Offsets:
 
     def commit(self, consumer: Consumer, windows: list[Window]) -> bool:
         """Commit, synchronously, the newest offsets the (current) windows cover."""
-        latest: dict[int, tuple[int, int]] = {}
+        latest: dict[Source, tuple[int, int]] = {}
         for window in windows:
-            for partition, offset in window.offsets.items():
-                latest[partition] = (offset, window.event_ms.get(partition, 0))
+            for source, offset in window.offsets.items():
+                latest[source] = (offset, window.event_ms.get(source, 0))
         offsets = [
-            TopicPartition(self.topic, partition, offset)
-            for partition, (offset, _) in latest.items()
-            if partition in self.positions and self.committed.get(partition) != offset
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), (offset, _) in latest.items()
+            if (topic, partition) in self.positions
+            and self.committed.get((topic, partition)) != offset
         ]
         if not offsets:
             return False
@@ -93,6 +97,7 @@ class Offsets:
             log.warning("offset commit failed", extra={"error": str(exc.args[0])})
             return False
         for tp in offsets:
-            self.committed[tp.partition] = tp.offset
-            self.committed_event_ms[tp.partition] = latest[tp.partition][1]
+            source = (tp.topic, tp.partition)
+            self.committed[source] = tp.offset
+            self.committed_event_ms[source] = latest[source][1]
         return True

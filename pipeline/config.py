@@ -90,6 +90,12 @@ def _flag(value: str) -> bool:
     return lowered in ("true", "1", "yes", "on")
 
 
+def _partitioner(value: str) -> str:
+    if value not in ("murmur2", "crc32"):
+        raise ValueError("must be murmur2 (Java clients) or crc32 (librdkafka's default)")
+    return value
+
+
 def _topic(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value):
         raise ValueError("must be a Kafka topic name (letters, digits, '.', '_', '-')")
@@ -179,6 +185,12 @@ OPTIONS: tuple[Option, ...] = (
         "remember order ids this long (sent once)",
         default=90 * 86400,
     ),
+    Option(
+        "partitioner",
+        _partitioner,
+        "how the shop's producers partition by key: murmur2 (Java) or crc32 (librdkafka)",
+        default="murmur2",
+    ),
     Option("consume_batch", _positive_int, "max records taken per poll", default=2000),
     Option("log_level", lambda v: v.upper(), "DEBUG, INFO, WARNING or ERROR", default="INFO"),
 )
@@ -209,6 +221,7 @@ class Settings:
     retention_carts_s: int
     retention_event_ids_s: int
     retention_orders_s: int
+    partitioner: str
     consume_batch: int
     log_level: str
     kafka: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -217,6 +230,11 @@ class Settings:
     def changelog_topic(self) -> str:
         """One compacted changelog per group and input topic, partitioned like the input."""
         return f"{self.group_id}.{self.topic}.changelog"
+
+    @property
+    def repartition_topic(self) -> str:
+        """Where records not keyed by cart id are re-keyed, partitioned like the input."""
+        return f"{self.group_id}.{self.topic}.repartition"
 
     def kafka_config(self, **overrides: Any) -> dict[str, Any]:
         """librdkafka settings: bootstrap servers, the passthrough, then `overrides`."""

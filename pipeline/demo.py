@@ -77,7 +77,13 @@ def run_demo(*, duration_s: float, rate: float) -> int:
         runner.start()
         traffic = ShopTraffic(seed=int(time.time()), duplicate_rate=0.02, invalid_rate=0.005)
         records = encoded(traffic, Encoder(load_family("site_event")))
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+        producer = Producer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "linger.ms": 20,
+                "partitioner": "murmur2_random",
+            }
+        )
         count = int(rate * duration_s)
         feeder = threading.Thread(
             target=produce,

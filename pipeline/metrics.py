@@ -21,7 +21,7 @@ from . import __version__
 from .normalise import EVENT_NAMES
 
 EVENT_LABELS = (*EVENT_NAMES, "other")
-OUTCOMES = ("processed", "skipped", "duplicate", "dead_lettered")
+OUTCOMES = ("processed", "skipped", "duplicate", "dead_lettered", "repartitioned")
 CALLS = (
     "Track",
     "ECommerce.ProductView",

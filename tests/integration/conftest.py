@@ -54,9 +54,15 @@ def topic(broker: EmbeddedBroker, request: pytest.FixtureRequest) -> str:
 
 
 def produce(broker: EmbeddedBroker, topic: str, records: list[tuple[str | None, bytes]]) -> None:
-    """One record per produce request batch, so Tansu's watermarks are exact."""
+    """One record per produce request batch, so Tansu's watermarks are exact; keys
+    partitioned with murmur2, like Java producers and the pipeline's default."""
     producer = Producer(
-        {"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "batch.num.messages": 1}
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "linger.ms": 0,
+            "batch.num.messages": 1,
+            "partitioner": "murmur2_random",
+        }
     )
     for key, value in records:
         producer.produce(topic, key=key, value=value)

@@ -106,7 +106,7 @@ class Prometheus:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def _get(self, path: str, **params: Any) -> dict[str, Any]:
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
         url = f"{self.url}{path}?{urllib.parse.urlencode(params)}" if params else self.url + path
         try:
             with urllib.request.urlopen(url, timeout=10) as response:
@@ -125,12 +125,12 @@ class Prometheus:
             return False
 
     def query(self, expr: str) -> dict[str, Any]:
-        return self._get("/api/v1/query", query=expr)
+        return self.get("/api/v1/query", query=expr)
 
     def query_range(self, expr: str, start: float, end: float) -> list[dict[str, Any]]:
         """Evaluated every second, aligned so that the last point is at `end`."""
         start = end - math.ceil(end - start)
-        body = self._get("/api/v1/query_range", query=expr, start=start, end=end, step="1s")
+        body = self.get("/api/v1/query_range", query=expr, start=start, end=end, step="1s")
         assert body["status"] == "success", f"{expr}: {body}"
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
@@ -143,20 +143,20 @@ class Prometheus:
 
     def targets(self) -> str:
         """The scrape targets' health and last error, for failure messages."""
-        body = self._get("/api/v1/targets")
+        body = self.get("/api/v1/targets")
         return "; ".join(
             f"{t['scrapeUrl']} {t['health']} {t['lastError']!r}"
             for t in body["data"]["activeTargets"]
         )
 
     def alerts(self) -> list[dict[str, Any]]:
-        body = self._get("/api/v1/alerts")
+        body = self.get("/api/v1/alerts")
         assert body["status"] == "success", body
         alerts: list[dict[str, Any]] = body["data"]["alerts"]
         return alerts
 
     def rules(self) -> list[dict[str, Any]]:
-        body = self._get("/api/v1/rules")
+        body = self.get("/api/v1/rules")
         assert body["status"] == "success", body
         return [rule for group in body["data"]["groups"] for rule in group["rules"]]
 
@@ -266,7 +266,10 @@ def test_dashboard_and_alerts_against_a_real_prometheus(
     journey.set_faults()
 
     def diagnosis() -> str:
-        return f"targets: {prom.targets()}\npipeline log (tail):\n{pipeline.log()[-4000:]}"
+        return (
+            f"pipeline exit code: {pipeline.process.poll()}; targets: {prom.targets()}\n"
+            f"pipeline log (tail):\n{pipeline.log()[-4000:]}"
+        )
 
     assert fired_at is not None, (
         f"OfsysPipelineJourneyUnauthorized never fired in the fault\n{diagnosis()}"
@@ -325,6 +328,17 @@ def test_dashboard_and_alerts_against_a_real_prometheus(
                 empty.append(f"{panel['title']}: {target['expr']}")
     assert checked >= 20
     assert not empty, "panels without data:\n" + "\n".join(empty)
+
+    # The namespace and pod variables (label_values on ofsys_build_info) list the target.
+    for variable in board["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        found = re.fullmatch(r"label_values\((.+), (\w+)\)", grafana_expr(variable["definition"]))
+        assert found, variable["definition"]
+        match, label = found.groups()
+        body = prom.get(f"/api/v1/label/{label}/values", **{"match[]": match})
+        assert body["status"] == "success", body
+        assert body["data"] == [GRAFANA_VARIABLES[label]], (variable["definition"], body)
 
     # ... and the ones the load was shaped for saw real (non-zero) traffic.
     for expr in (

@@ -58,11 +58,30 @@ def test_load_with_defaults() -> None:
         shutdown_timeout_s=25.0,
         journey_timeout_s=10.0,
         retry_max_backoff_s=30.0,
+        changelog=True,
+        retention_carts_s=30 * 86400,
+        retention_event_ids_s=86400,
+        retention_orders_s=90 * 86400,
+        partitioner="murmur2",
         consume_batch=2000,
         log_level="INFO",
         kafka={},
     )
     assert settings.account_key.reveal() == KEY
+    assert settings.changelog_topic == "ofsys-pipeline.site-events.changelog"
+    assert settings.repartition_topic == "ofsys-pipeline.site-events.repartition"
+
+
+@pytest.mark.parametrize("value", ["maybe", "2"])
+def test_boolean_options_refuse_other_words(value: str) -> None:
+    with pytest.raises(ConfigError, match="OFSYS_CHANGELOG must be true or false"):
+        load(env(OFSYS_CHANGELOG=value))
+
+
+def test_partitioner_is_one_of_two() -> None:
+    assert load(env(OFSYS_PARTITIONER="crc32")).partitioner == "crc32"
+    with pytest.raises(ConfigError, match="OFSYS_PARTITIONER must be murmur2"):
+        load(env(OFSYS_PARTITIONER="random"))
 
 
 def test_load_parses_every_option_from_the_environment() -> None:

@@ -107,3 +107,18 @@ def test_expiry_forgets_by_stream_time_and_writes_tombstones() -> None:
     assert all(log[b"c" + c.encode()] is None for c in carts)  # tombstones in the changelog
     assert all(log[b"o" + o.encode()] is None for o in orders)
     assert restored(log, retention).snapshot() == state.snapshot()
+
+
+def test_murmur2_matches_kafkas_test_vectors() -> None:
+    from pipeline.partition import PARTITIONERS, murmur2
+
+    vectors = {
+        "21": -973932308,
+        "foobar": -790332482,
+        "a-little-bit-long-string": -985981536,
+        "a-little-bit-longer-string": -1486304829,
+        "abc": 479470107,
+        "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    }
+    assert {k: murmur2(k.encode()) for k in vectors} == vectors
+    assert PARTITIONERS["murmur2"](b"21", 6) == (-973932308 & 0x7FFFFFFF) % 6

@@ -84,6 +84,27 @@ def test_every_query_names_a_declared_metric(board: dict[str, Any]) -> None:
     assert used <= declared, f"not declared in pipeline/metrics.py: {sorted(used - declared)}"
 
 
+def pipeline_metric_families() -> set[str]:
+    """The names of the pipeline's own metrics (`ofsys_...`), as declared."""
+    return {f.name for f in Metrics().registry.collect() if f.name.startswith("ofsys_")}
+
+
+def test_every_pipeline_metric_is_on_the_dashboard(board: dict[str, Any]) -> None:
+    queries = "\n".join(t["expr"] for p in board["panels"] for t in p.get("targets", []))
+    missing = [name for name in pipeline_metric_families() if name not in queries]
+    assert not missing, f"metrics without a panel (add one in ops/dashboard.py): {missing}"
+
+
+def test_every_pipeline_metric_is_documented() -> None:
+    text = OPERATIONS.read_text(encoding="utf-8")
+    names = pipeline_metric_families()
+    documented = set(re.findall(r"^\| `(ofsys_[a-z0-9_]+)` \|", text, flags=re.MULTILINE))
+    # prometheus_client names counter families without _total and info without _info
+    documented |= {re.sub(r"_(total|info)$", "", name) for name in documented}
+    missing = sorted(names - documented)
+    assert not missing, f"metrics missing from docs/operations.md's tables: {missing}"
+
+
 def test_every_alert_names_a_declared_metric(rules: list[dict[str, Any]]) -> None:
     declared = declared_metric_names()
     for rule in rules:
