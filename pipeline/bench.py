@@ -3,7 +3,9 @@
 Everything runs on this machine, measured in one run so that the ratio holds on a
 noisy shared host: the embedded broker, the Journey emulator in its own process, one
 pipeline (in this process, as in production). The same pre-produced records are read
-three times: consume + decode alone, the whole pipeline, consume + decode again. The
+in two rounds of: consume + decode alone, the whole pipeline with its changelog, and
+without it (in mirrored order in the second round); the best run of each is reported
+beside all runs. The
 pipeline's time runs from its partition assignment (group join excluded) until every
 record is delivered to Journey and committed.
 """
@@ -11,11 +13,13 @@ record is delivered to Journey and committed.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import orjson
@@ -25,10 +29,14 @@ from confluent_kafka.admin import AdminClient
 from . import config, logs, topics
 from .app import Pipeline
 from .broker import EmbeddedBroker, free_port
+from .changelog import Changelog
 from .decode import SingleObjectDecoder
+from .dedupe import PartitionState, Retention
 from .demo import DEMO_KEY
 from .errors import DecodeError
 from .metrics import Metrics
+from .normalise import Identity, LineChange, normalise
+from .outputs import Outputs
 from .produce import Encoder, ShopTraffic, encoded, produce
 from .schemas import load_family
 from .server import Health
@@ -103,15 +111,19 @@ def consume_decode_ceiling(bootstrap: str, partitions: int, events: int, batch: 
     return rate.rate
 
 
-def end_to_end(bootstrap: str, journey_url: str, events: int) -> tuple[float, dict[str, Any]]:
+def end_to_end(
+    bootstrap: str, journey_url: str, events: int, changelog: bool = True
+) -> tuple[float, dict[str, Any]]:
     """Events/s delivered to Journey and committed, by one pipeline."""
+    _reset_journey(journey_url)
     settings = config.load(
         {
             "OFSYS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "OFSYS_TOPIC": TOPIC,
             "OFSYS_JOURNEY_URL": journey_url,
             "OFSYS_ACCOUNT_KEY": DEMO_KEY,
-            "OFSYS_GROUP_ID": "bench-pipeline",
+            "OFSYS_GROUP_ID": f"bench-pipeline-{run}",
+            "OFSYS_CHANGELOG": str(changelog),
             "OFSYS_METRICS_PORT": "0",
             "OFSYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
         }
@@ -153,6 +165,145 @@ def end_to_end(bootstrap: str, journey_url: str, events: int) -> tuple[float, di
     return rate.rate, detail
 
 
+def _reset_journey(journey_url: str) -> None:
+    """Empty the emulator's ledger between runs (it keeps every command it accepted)."""
+    request = urllib.request.Request(journey_url.replace("/v1/journey", "/ledger"), method="DELETE")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
+def _synthetic_carts(state: PartitionState, carts: int, start: int = 0) -> None:
+    """`carts` distinct carts of two lines each, one Added Product event per line."""
+    for i in range(start, start + carts):
+        cart_id = f"c-{i}"
+        for n, (pid, quantity) in enumerate(((i % 200, 1), ((i + 7) % 200, 2))):
+            state.apply(
+                LineChange(
+                    f"{cart_id}-e{n}",
+                    1_764_000_000_000 + i,
+                    cart_id,
+                    f"visitor{i}@example.com",
+                    f"sku-{pid}",
+                    True,
+                    quantity,
+                    f"Product {pid}",
+                    99.0 + pid,
+                )
+            )
+        if i % 10_000 == 0:
+            state.flush()
+            state.changes()
+    state.flush()
+
+
+def restore_rate(bootstrap: str, carts: int) -> float:
+    """Carts/s restored from a changelog partition holding `carts` carts."""
+    settings = config.load(
+        {
+            "OFSYS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "OFSYS_TOPIC": "bench-restore",
+            "OFSYS_GROUP_ID": "bench-restore",
+            "OFSYS_JOURNEY_URL": "http://127.0.0.1:1/",
+            "OFSYS_ACCOUNT_KEY": DEMO_KEY,
+        }
+    )
+    outputs = Outputs(settings)
+    changelog = Changelog(settings, outputs)
+    changelog.ensure(AdminClient({"bootstrap.servers": bootstrap}), 1)
+    state = PartitionState()
+    _synthetic_carts(state, carts)
+    changelog.write(
+        0,
+        [
+            (b"c" + cid.encode(), cart if isinstance(cart, bytes) else cart.dump())
+            for cid, cart in state.carts.items()
+        ],
+    )
+    outputs.flush(60)
+    started = time.perf_counter()
+    states, _ = changelog.restore([0])
+    elapsed = time.perf_counter() - started
+    assert len(states[0].carts) == carts
+    return carts / elapsed
+
+
+def state_rss_mb(carts: int) -> dict[str, float]:
+    """RSS of a fresh process before and after holding `carts` distinct carts (with the
+    event ids of their events, as within the 24 h replay window)."""
+    code = "import sys; from pipeline.bench import _rss_child; _rss_child(int(sys.argv[1]))"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(carts)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+    figures: dict[str, float] = orjson.loads(out)
+    return figures
+
+
+def _rss_child(carts: int) -> None:
+    def rss() -> float:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+    baseline = rss()
+    state = PartitionState()
+    _synthetic_carts(state, carts)
+    state.changes()
+    gc.collect()
+    held = rss()
+    sys.stdout.write(
+        orjson.dumps(
+            {
+                "rss_mb": round(held),
+                "state_mb": round(held - baseline),
+                "carts": len(state.carts),
+                "event_ids": len(state.seen),
+            }
+        ).decode()
+    )
+
+
+def simulated_week(events_per_day: int = 100_000) -> list[dict[str, int]]:
+    """State size at the end of each day of a week of shop traffic compressed into
+    seconds (event time runs a week; expiry runs on event time). Carts are kept 2 days
+    here instead of 30 so that a week shows the plateau; event ids keep their 24 h."""
+    day = 86_400_000
+    start = 1_764_000_000_000
+    clock_ms = [start]
+    step = day // events_per_day
+
+    def clock() -> int:
+        clock_ms[0] += step
+        return clock_ms[0]
+
+    state = PartitionState(Retention(carts_ms=2 * day, event_ids_ms=day, orders_ms=3 * day))
+    identity = Identity()
+    traffic = iter(ShopTraffic(seed=9, visitors=2000, clock=clock))
+    sizes = []
+    for number in range(1, 8):
+        for n in range(events_per_day):
+            _, event, _ = next(traffic)
+            if event is not None:
+                change = normalise(event, identity, {})
+                if change is not None:
+                    state.apply(change)
+            if n % 5000 == 0:
+                state.flush()
+                state.changes()
+        gc.collect()
+        sizes.append(
+            {
+                "day": number,
+                "carts": len(state.carts),
+                "event_ids": len(state.seen),
+                "orders": len(state.orders),
+            }
+        )
+    return sizes
+
+
 def run_bench(*, events: int, partitions: int) -> int:
     logs.setup(os.environ.get("OFSYS_LOG_LEVEL", "WARNING"))
     with EmbeddedBroker() as broker:
@@ -172,21 +323,38 @@ def run_bench(*, events: int, partitions: int) -> int:
         emulator = _start_emulator(port)
         try:
             batch = 2000
-            before = consume_decode_ceiling(bootstrap, partitions, events, batch)
-            e2e, detail = end_to_end(bootstrap, f"http://127.0.0.1:{port}/v1/journey", events)
-            after = consume_decode_ceiling(bootstrap, partitions, events, batch)
+            url = f"http://127.0.0.1:{port}/v1/journey"
+            # Two rounds, the order of the pipeline runs mirrored in the second, so that
+            # drift on a shared machine hits each variant alike; the best of each counts.
+            ceilings, with_changelog, without = [], [], []
+            for run, order in enumerate(((True, False), (False, True))):
+                ceilings.append(consume_decode_ceiling(bootstrap, partitions, events, batch))
+                for step, changelog in enumerate(order):
+                    rate, detail = end_to_end(bootstrap, url, events, changelog, 2 * run + step)
+                    (with_changelog if changelog else without).append(rate)
         finally:
             emulator.terminate()
             emulator.wait(10)
-    ceiling = (before + after) / 2
+        restore = restore_rate(bootstrap, 100_000)
+    ceiling, e2e, e2e_memory = max(ceilings), max(with_changelog), max(without)
     result = {
         "events": events,
         "partitions": partitions,
         "end_to_end_events_per_s": round(e2e),
         "consume_decode_events_per_s": round(ceiling),
         "ratio": round(e2e / ceiling, 3),
-        "ceiling_runs": [round(before), round(after)],
+        "runs": {
+            "consume_decode": [round(r) for r in ceilings],
+            "end_to_end": [round(r) for r in with_changelog],
+            "end_to_end_without_changelog": [round(r) for r in without],
+        },
+        "end_to_end_without_changelog_events_per_s": round(e2e_memory),
+        "changelog_cost": round(1 - e2e / e2e_memory, 3),
         **detail,
+        "restore_carts_per_s": round(restore),
+        "restore_s_per_100k_carts": round(100_000 / restore, 3),
+        "state_at_1m_carts": state_rss_mb(1_000_000),
+        "simulated_week": simulated_week(),
     }
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     return 0
