@@ -112,7 +112,7 @@ def consume_decode_ceiling(bootstrap: str, partitions: int, events: int, batch: 
 
 
 def end_to_end(
-    bootstrap: str, journey_url: str, events: int, changelog: bool = True
+    bootstrap: str, journey_url: str, events: int, changelog: bool, run: int
 ) -> tuple[float, dict[str, Any]]:
     """Events/s delivered to Journey and committed, by one pipeline."""
     _reset_journey(journey_url)
@@ -326,7 +326,9 @@ def run_bench(*, events: int, partitions: int) -> int:
             url = f"http://127.0.0.1:{port}/v1/journey"
             # Two rounds, the order of the pipeline runs mirrored in the second, so that
             # drift on a shared machine hits each variant alike; the best of each counts.
-            ceilings, with_changelog, without = [], [], []
+            ceilings: list[float] = []
+            with_changelog: list[float] = []
+            without: list[float] = []
             for run, order in enumerate(((True, False), (False, True))):
                 ceilings.append(consume_decode_ceiling(bootstrap, partitions, events, batch))
                 for step, changelog in enumerate(order):

@@ -62,6 +62,11 @@ class Changelog:
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
                     "client.id": "ofsys-pipeline-restore",
+                    # restore reads whole partitions: large fetches, fewer round trips
+                    "max.partition.fetch.bytes": 16 << 20,
+                    "fetch.max.bytes": 64 << 20,
+                    "queued.max.messages.kbytes": 256 << 10,
+                    "fetch.wait.max.ms": 10,
                 }
             )
         )

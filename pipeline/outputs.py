@@ -17,7 +17,7 @@ class Outputs:
             settings.kafka_config(
                 **{
                     "acks": "all",
-                    "linger.ms": 5,
+                    "linger.ms": 50,
                     "client.id": "ofsys-pipeline-out",
                     "enable.idempotence": False,
                 }
