@@ -69,6 +69,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be 0 or a positive integer")
+    return number
+
+
 def _port(value: str) -> int:
     number = int(value)
     if not 0 <= number <= 65535:
@@ -221,6 +228,10 @@ class Settings:
     retention_carts_s: int
     retention_event_ids_s: int
     retention_orders_s: int
+    abandoned_cart_after_s: int
+    abandoned_cart_grace_s: int
+    browse_abandoned_after_s: int
+    triggers_topic: str
     partitioner: str
     consume_batch: int
     log_level: str
@@ -286,6 +297,7 @@ def load(environ: Mapping[str, str], flags: Mapping[str, str | None] | None = No
         except ValueError as exc:
             raise ConfigError(f"{source} {exc}") from None
     values["dlq_topic"] = values["dlq_topic"] or f"{values['topic']}.dlq"
+    values["triggers_topic"] = values["triggers_topic"] or f"{values['topic']}.triggers"
     if values["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("OFSYS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
     return Settings(**values)

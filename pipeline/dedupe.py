@@ -60,6 +60,7 @@ class Retention(NamedTuple):
 
 
 DEFAULT_RETENTION = Retention()
+COMPACT_EVERY = 30  # windows between compaction passes (about 30 s at the default window)
 
 
 class Cart:
@@ -193,6 +194,8 @@ class PartitionState:
         self._id_windows: dict[int, tuple[int, list[str]]] = {}  # n -> (newest ms, ids)
         self._next_window = 0
         self._expired_at = 0
+        self._recent: set[str] = set()  # carts touched since the last compaction
+        self._changes_calls = 0
 
     def apply(self, change: Change) -> bool:
         """Fold one event in; False when it was a replay (or a repeated transaction)."""
@@ -431,11 +434,14 @@ class PartitionState:
         carts = self.carts
         for cart_id in self._touched:
             cart = carts.get(cart_id)
-            data = cart.dump() if isinstance(cart, Cart) else cart
-            if data is not None:
-                carts[cart_id] = data  # idle again: kept in its compact form
-            records.append((b"c" + cart_id.encode(), data))
+            records.append(
+                (b"c" + cart_id.encode(), cart.dump() if isinstance(cart, Cart) else cart)
+            )
+        self._recent |= self._touched
         self._touched.clear()
+        self._changes_calls += 1
+        if self._changes_calls % COMPACT_EVERY == 0:
+            self.compact()
         if self._new_ids:
             n = self._next_window
             self._next_window += 1
@@ -454,6 +460,16 @@ class PartitionState:
             )
         self._new_identities.clear()
         return records
+
+    def compact(self) -> None:
+        """Keep carts idle since the last pass in their compact form (a third of the
+        memory); carts in use stay objects, so a busy cart is not re-parsed per window."""
+        recent = self._recent
+        carts = self.carts
+        for cart_id, cart in carts.items():
+            if isinstance(cart, Cart) and cart_id not in recent and cart_id not in self.dirty:
+                carts[cart_id] = cart.dump()
+        recent.clear()
 
     def _expire(self) -> list[tuple[bytes, bytes | None]]:
         """Forget what retention let go, at most every 1/48 of the shortest retention."""

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from . import logs
@@ -60,8 +60,8 @@ class LagMonitor:
         while not self._stop.wait(self._interval_s):
             try:
                 self.refresh()
-            except KafkaException as exc:
-                log.warning("lag refresh failed", extra={"error": str(exc.args[0])})
+            except Exception as exc:  # a timeout or a broker error: try again next round
+                log.warning("lag refresh failed", extra={"error": f"{type(exc).__name__}: {exc}"})
 
     def _committed(self, partitions: list[int]) -> dict[int, int]:
         request = ConsumerGroupTopicPartitions(
