@@ -193,6 +193,28 @@ OPTIONS: tuple[Option, ...] = (
         default=90 * 86400,
     ),
     Option(
+        "abandoned_cart_after_s",
+        _positive_int,
+        "a cart with lines and an email, quiet this long, fires AbandonedCart",
+        default=1800,
+    ),
+    Option(
+        "abandoned_cart_grace_s",
+        _non_negative_int,
+        "a quiet cart whose email arrives within this long after it fell due still fires",
+        default=3600,
+    ),
+    Option(
+        "browse_abandoned_after_s",
+        _non_negative_int,
+        "a visitor who viewed products and added nothing this long fires "
+        "BrowseAbandonment (0: off)",
+        default=3600,
+    ),
+    Option(
+        "triggers_topic", _topic, "where triggers are also produced (default: <topic>.triggers)"
+    ),
+    Option(
         "partitioner",
         _partitioner,
         "how the shop's producers partition by key: murmur2 (Java) or crc32 (librdkafka)",
