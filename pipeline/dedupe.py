@@ -61,6 +61,7 @@ class Retention(NamedTuple):
 
 DEFAULT_RETENTION = Retention()
 COMPACT_EVERY = 30  # windows between compaction passes (about 30 s at the default window)
+COMPACT_RECENT_MAX = 50_000  # or sooner, when this many carts were used since the last pass
 
 
 class Cart:
@@ -182,7 +183,7 @@ class PartitionState:
         self.seen: set[str] = set()  # event ids processed, for replays
         self.orders: dict[str, int] = {}  # order id -> event time, transactions sent once
         self.identities: dict[str, str] = {}  # cart id (else the email) -> email sent by Track
-        self.identity_ms: dict[str, int] = {}  # identity key -> when its Track was sent
+        self.identity_ms: dict[str, int] = {}  # cartless visitor's email -> when tracked
         self.dirty: dict[str, Cart] = {}
         self.outbox: list[Command] = []
         self.stream_ms = 0  # the newest event time seen
@@ -247,7 +248,8 @@ class PartitionState:
         if self.identities.get(key) == email:
             return 0
         self.identities[key] = email
-        self.identity_ms[key] = change.ts
+        if change.cart_id is None:  # a cart's identity lives and expires with the cart
+            self.identity_ms[key] = change.ts
         self._new_identities.append(key)
         self._settle(change.cart_id)
         self.outbox.append(
@@ -440,7 +442,7 @@ class PartitionState:
         self._recent |= self._touched
         self._touched.clear()
         self._changes_calls += 1
-        if self._changes_calls % COMPACT_EVERY == 0:
+        if self._changes_calls % COMPACT_EVERY == 0 or len(self._recent) > COMPACT_RECENT_MAX:
             self.compact()
         if self._new_ids:
             n = self._next_window
@@ -456,7 +458,10 @@ class PartitionState:
             if key not in self.identities:
                 continue
             records.append(
-                (b"i" + key.encode(), orjson.dumps([self.identities[key], self.identity_ms[key]]))
+                (
+                    b"i" + key.encode(),
+                    orjson.dumps([self.identities[key], self.identity_ms.get(key)]),
+                )
             )
         self._new_identities.clear()
         return records
@@ -483,11 +488,9 @@ class PartitionState:
             del self.carts[cart_id]
             self._touched.discard(cart_id)
             gone.append((b"c" + cart_id.encode(), None))
-        for key in [
-            k
-            for k, ms in self.identity_ms.items()
-            if ms < now - keep.carts_ms and k not in self.carts
-        ]:
+            if self.identities.pop(cart_id, None) is not None:
+                gone.append((b"i" + cart_id.encode(), None))
+        for key in [k for k, ms in self.identity_ms.items() if ms < now - keep.carts_ms]:
             del self.identities[key], self.identity_ms[key]
             gone.append((b"i" + key.encode(), None))
         for order_id in [o for o, ms in self.orders.items() if ms < now - keep.orders_ms]:
@@ -528,7 +531,10 @@ class PartitionState:
                 self.identities.pop(name, None)
                 self.identity_ms.pop(name, None)
             else:
-                self.identities[name], self.identity_ms[name] = orjson.loads(value)
+                email, ms = orjson.loads(value)
+                self.identities[name] = email
+                if ms is not None:
+                    self.identity_ms[name] = ms
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state as plain data, to compare a restored state with the original."""
@@ -539,5 +545,5 @@ class PartitionState:
             },
             "seen": sorted(self.seen),
             "orders": dict(self.orders),
-            "identities": {k: [e, self.identity_ms[k]] for k, e in self.identities.items()},
+            "identities": {k: [e, self.identity_ms.get(k)] for k, e in self.identities.items()},
         }
