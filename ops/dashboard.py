@@ -252,6 +252,23 @@ ROWS: list[tuple[str, list[Panel]]] = [
         ],
     ),
     (
+        "Triggers",
+        [
+            (
+                "Triggers fired",
+                "timeseries",
+                "short",
+                "AbandonedCart and BrowseAbandonment triggers the pipeline fired, by name.",
+                [
+                    (
+                        f"sum by (name) (increase(ofsys_triggers_total{SEL}[$__rate_interval]))",
+                        "{{name}}",
+                    )
+                ],
+            ),
+        ],
+    ),
+    (
         "Health",
         [
             (

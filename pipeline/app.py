@@ -12,11 +12,11 @@ import contextlib
 import gc
 import time
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from . import logs, topics
-from .changelog import Changelog, retention
+from .changelog import Changelog, retention, trigger_settings
 from .commit import Offsets, Records, Source
 from .config import Settings
 from .deadletter import DeadLetters
@@ -31,6 +31,7 @@ from .outputs import Outputs
 from .partition import PARTITIONERS
 from .schemas import load_family
 from .server import Health
+from .triggers import trigger_record
 
 log = logs.get("app")
 MAX_WINDOW_EVENTS = 100_000  # seal early rather than hold more than this in one window
@@ -62,6 +63,8 @@ class Pipeline:
         self._outputs = Outputs(settings)
         self._changelog = Changelog(settings, self._outputs) if settings.changelog else None
         self._retention = retention(settings)
+        self._triggers = trigger_settings(settings)
+        self._trigger_family = load_family("trigger")
         self._admin = AdminClient(settings.kafka_config())
         self._dead_letters = DeadLetters(self._outputs, settings.dlq_topic, settings.topic, metrics)
         self._client = JourneyClient(
@@ -114,6 +117,7 @@ class Pipeline:
         self._source_partitions = source_partitions or 1
         topics.ensure(self._admin, settings.dlq_topic, self._source_partitions)
         topics.ensure(self._admin, settings.repartition_topic, self._source_partitions)
+        topics.ensure(self._admin, settings.triggers_topic, self._source_partitions)
         if self._changelog is not None and source_partitions is not None:
             self._changelog.ensure(self._admin, source_partitions)
         self._consumer.subscribe(
@@ -247,14 +251,35 @@ class Pipeline:
         them, with the state changes and the offsets they cover, to the delivery worker."""
         commands: list[Command] = []
         changelog: dict[int, Records] = {}
+        fired: list[Command] = []
+        wall_ms = int(time.time() * 1000)
         for partition, state in self._states.items():
+            fired.extend(state.fire_due(wall_ms if self._caught_up(partition) else state.stream_ms))
             commands.extend(state.flush())
             if self._changelog is not None:
                 changelog[partition] = state.changes()
         if commands or self._offsets.events:
-            self._worker.submit(self._offsets.seal(commands, changelog))
+            window = self._offsets.seal(commands, changelog)
+            window.triggers = fired
+            self._worker.submit(window)
+        for command in fired:
+            self.metrics.triggers.labels(command["args"]["name"]).inc()
         self._publish_tallies()
         self._collect_garbage()
+
+    def _caught_up(self, partition: int) -> bool:
+        """Read to the end of this partition of the input and of the repartition topic,
+        by the high watermark of the last fetch (a local lookup, no request)."""
+        for topic in (self.topic, self.settings.repartition_topic):
+            tp = TopicPartition(topic, partition)
+            try:
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                [position] = self._consumer.position([tp])
+            except KafkaException:
+                return False
+            if high > 0 and position.offset < high:
+                return False
+        return True
 
     def _collect_garbage(self) -> None:
         """Keep the cyclic GC off the hot path. Partition state is long-lived and acyclic
@@ -288,11 +313,18 @@ class Pipeline:
         windows = self._offsets.current(self._worker.completed())
         if not windows:
             return
-        if self._changelog is not None:
-            for window in windows:
+        for window in windows:
+            if self._changelog is not None:
                 for partition, records in window.changelog.items():
                     if partition in self._states:
                         self._changelog.write(partition, records)
+            for command in window.triggers:
+                record = trigger_record(command, int(time.time() * 1000))
+                self._outputs.produce(
+                    self.settings.triggers_topic,
+                    command["cartId"] or record["email"],
+                    self._trigger_family.encode_single_object(record),
+                )
         self._outputs.flush(self.settings.shutdown_timeout_s)
         if self._offsets.commit(self._consumer, windows):
             self.metrics.commits.inc()
@@ -339,7 +371,9 @@ class Pipeline:
         self._offsets.generation += 1
         numbers = sorted({tp.partition for tp in partitions} - set(self._states))
         if self._changelog is None:
-            self._states.update({p: PartitionState(self._retention) for p in numbers})
+            self._states.update(
+                {p: PartitionState(self._retention, self._triggers) for p in numbers}
+            )
         elif numbers:
             self._restore(numbers)
         self._assignment_changed("assigned", partitions)

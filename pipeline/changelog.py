@@ -20,8 +20,17 @@ from .config import Settings
 from .dedupe import PartitionState, Retention
 from .errors import PipelineError
 from .outputs import Outputs
+from .triggers import TriggerSettings
 
 log = logs.get("changelog")
+
+
+def trigger_settings(settings: Settings) -> TriggerSettings:
+    return TriggerSettings(
+        settings.abandoned_cart_after_s * 1000,
+        settings.abandoned_cart_grace_s * 1000,
+        settings.browse_abandoned_after_s * 1000,
+    )
 
 
 def retention(settings: Settings) -> Retention:
@@ -54,7 +63,10 @@ class Changelog:
 
     def restore(self, partitions: list[int]) -> tuple[dict[int, PartitionState], int]:
         """Each partition's state, rebuilt from its changelog partition up to its end."""
-        states = {p: PartitionState(retention(self._settings)) for p in partitions}
+        states = {
+            p: PartitionState(retention(self._settings), trigger_settings(self._settings))
+            for p in partitions
+        }
         consumer = Consumer(
             self._settings.kafka_config(
                 **{
@@ -90,4 +102,6 @@ class Changelog:
                         raise PipelineError(f"restoring {self.topic}: {error.str()}")
         finally:
             consumer.close()
+        for state in states.values():
+            state.rearm()
         return states, records

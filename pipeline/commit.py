@@ -22,7 +22,7 @@ Source = tuple[str, int]  # (topic, partition): the input topic, or its repartit
 
 
 class Window:
-    __slots__ = ("changelog", "commands", "event_ms", "events", "generation", "offsets")
+    __slots__ = ("changelog", "commands", "event_ms", "events", "generation", "offsets", "triggers")
 
     def __init__(
         self,
@@ -36,6 +36,7 @@ class Window:
     ) -> None:
         self.commands = commands
         self.changelog = changelog
+        self.triggers: list[Command] = []  # Trigger commands, also for the triggers topic
         self.offsets = offsets
         self.event_ms = event_ms
         self.events = events

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from .normalise import Change, Line, LineChange, PageView, ProductView, Purchase
+from .triggers import BROWSE, CART, MAX_VIEWED, Timers, TriggerSettings
 
 Command = dict[str, Any]
 
@@ -68,6 +69,7 @@ class Cart:
     """A cart's true state (`lines`, `total`, `step`) and what Journey last received."""
 
     __slots__ = (
+        "abandoned_at",
         "created",
         "lines",
         "sent_lines",
@@ -89,6 +91,7 @@ class Cart:
         self.sent_lines: dict[str, int] = {}
         self.sent_total: float | None = None
         self.sent_step: int | None = None
+        self.abandoned_at = 0  # the activity time an AbandonedCart trigger fired for
 
     def dump(self) -> bytes:
         """The cart as 8 bytes of big-endian event time, then JSON: the changelog value,
@@ -98,7 +101,7 @@ class Cart:
         if not self._in_sync():
             sent = [self.sent_total, self.sent_step, list(self.sent_lines.items())]
         return self.ts.to_bytes(8, "big") + orjson.dumps(
-            [self.version, self.created, self.total, self.step, lines, sent]
+            [self.version, self.created, self.total, self.step, lines, sent, self.abandoned_at]
         )
 
     def _in_sync(self) -> bool:
@@ -112,8 +115,9 @@ class Cart:
 
     @classmethod
     def load(cls, data: bytes) -> Cart:
-        version, created, total, step, lines, sent = orjson.loads(data[8:])
+        version, created, total, step, lines, sent, abandoned_at = orjson.loads(data[8:])
         cart = cls()
+        cart.abandoned_at = abandoned_at
         cart.ts = int.from_bytes(data[:8], "big")
         cart.version, cart.created, cart.total, cart.step = version, created, total, step
         cart.lines = {pid: Line(name, price, quantity) for pid, name, price, quantity in lines}
@@ -177,8 +181,15 @@ def _cart_ms(cart: Cart | bytes) -> int:
 class PartitionState:
     """Everything one input partition needs to turn its events into exactly-right commands."""
 
-    def __init__(self, retention: Retention = DEFAULT_RETENTION) -> None:
+    def __init__(
+        self, retention: Retention = DEFAULT_RETENTION, triggers: TriggerSettings | None = None
+    ) -> None:
         self.retention = retention
+        self.triggers = triggers
+        self.timers = Timers()
+        self.browsing: dict[str, list[Any]] = {}  # visitor key -> [last view ms, product ids]
+        self._browse_changed: set[str] = set()
+        self._awaiting_email: dict[str, int] = {}  # quiet cart id -> its activity time
         self.carts: dict[str, Cart | bytes] = {}  # bytes: idle since the last changes()
         self.seen: set[str] = set()  # event ids processed, for replays
         self.orders: dict[str, int] = {}  # order id -> event time, transactions sent once
@@ -211,6 +222,9 @@ class PartitionState:
         if type(change) is LineChange:
             cart = self._cart(change.cart_id, change.ts)
             if change.added:
+                if change.cart_id in self.browsing:  # added to cart: not a browse abandonment
+                    del self.browsing[change.cart_id]
+                    self._browse_changed.add(change.cart_id)
                 cart.add(
                     change.product_id,
                     1 if change.quantity is None else change.quantity,
@@ -224,6 +238,8 @@ class PartitionState:
                 snap = change.snapshot
                 self._cart(change.cart_id, change.ts).replace(snap.total, snap.step, snap.lines)
         elif type(change) is ProductView:
+            if self.triggers is not None and self.triggers.browse_after_ms:
+                self._browsed(change.cart_id or change.email, change.product_id, change.ts)
             self._settle(change.cart_id)
             self.outbox.append(
                 _command(
@@ -250,6 +266,8 @@ class PartitionState:
         self.identities[key] = email
         if change.cart_id is None:  # a cart's identity lives and expires with the cart
             self.identity_ms[key] = change.ts
+        elif change.cart_id in self._awaiting_email and self.triggers is not None:
+            self.timers.arm(CART, change.cart_id, 0)  # quiet, email now known: due at once
         self._new_identities.append(key)
         self._settle(change.cart_id)
         self.outbox.append(
@@ -286,6 +304,8 @@ class PartitionState:
         cart.ts = ts
         self.dirty[cart_id] = cart
         self._touched.add(cart_id)
+        if self.triggers is not None:
+            self.timers.arm(CART, cart_id, ts + self.triggers.cart_after_ms)
         return cart
 
     def _purchase(self, p: Purchase, n: int) -> bool:
@@ -297,6 +317,9 @@ class PartitionState:
         cart_id = p.cart_id
         if cart_id is not None:
             self._settle(cart_id)  # Journey learns the cart's last state before it closes
+            self._awaiting_email.pop(cart_id, None)
+            if self.browsing.pop(cart_id, None) is not None:
+                self._browse_changed.add(cart_id)
             cart = self._held(cart_id)
             if cart is not None:
                 cart.close()
@@ -418,6 +441,128 @@ class PartitionState:
         cart.sent_total = total
         cart.sent_step = cart.step
 
+    def _browsed(self, key: str | None, product_id: str, ts: int) -> None:
+        if key is None or self.triggers is None:
+            return
+        entry = self.browsing.get(key)
+        if entry is None:
+            entry = self.browsing[key] = [ts, []]
+        views: list[str] = entry[1]
+        if product_id in views:
+            views.remove(product_id)
+        views.insert(0, product_id)
+        del views[MAX_VIEWED:]
+        entry[0] = max(entry[0], ts)
+        self._browse_changed.add(key)
+        self.timers.arm(BROWSE, key, entry[0] + self.triggers.browse_after_ms)
+
+    def fire_due(self, now_ms: int) -> list[Command]:
+        """Trigger commands for the carts and visitors quiet long enough by `now_ms` (the
+        partition's clock, see triggers.py); appended to the outbox and returned."""
+        if self.triggers is None:
+            return []
+        fired: list[Command] = []
+        while (entry := self.timers.pop_due(now_ms)) is not None:
+            _, kind, key = entry
+            command = (
+                self._abandoned_cart(key, now_ms)
+                if kind == CART
+                else self._browse_abandoned(key, now_ms)
+            )
+            if command is not None:
+                fired.append(command)
+        self.outbox.extend(fired)
+        return fired
+
+    def _abandoned_cart(self, cart_id: str, now_ms: int) -> Command | None:
+        settings = self.triggers
+        assert settings is not None
+        cart = self._held(cart_id)
+        if cart is None or not cart.lines or cart.abandoned_at == cart.ts:
+            self._awaiting_email.pop(cart_id, None)
+            return None
+        due = cart.ts + settings.cart_after_ms
+        if due > now_ms:  # active since it was armed: wait for the new due time
+            self.timers.arm(CART, cart_id, due)
+            return None
+        email = self.identities.get(cart_id)
+        awaited = self._awaiting_email.pop(cart_id, None)
+        if email is None:
+            if now_ms <= due + settings.grace_ms:
+                self._awaiting_email[cart_id] = cart.ts
+            return None
+        if awaited is not None and now_ms > due + settings.grace_ms:
+            return None  # the email came after the grace period
+        cart.abandoned_at = cart.ts
+        self._touched.add(cart_id)
+        items = []
+        for pid, line in cart.lines.items():
+            item = _put(
+                _put({"idProduct": pid, "quantity": line.quantity}, "productName", line.name),
+                "priceunit",
+                line.price,
+            )
+            items.append(item)
+        return _command(
+            f"{cart_id}@abandoned@{cart.ts}",
+            due,
+            cart_id,
+            email,
+            "Trigger",
+            {
+                "name": "AbandonedCart",
+                "idCart": cart_id,
+                "TotalPrice": _money(cart.total),
+                "email": email,
+                "items": items,
+                "lastActivity": cart.ts,
+            },
+        )
+
+    def _browse_abandoned(self, key: str, now_ms: int) -> Command | None:
+        settings = self.triggers
+        assert settings is not None
+        entry = self.browsing.get(key)
+        if entry is None:
+            return None
+        due = entry[0] + settings.browse_after_ms
+        if due > now_ms:
+            self.timers.arm(BROWSE, key, due)
+            return None
+        del self.browsing[key]
+        self._browse_changed.add(key)
+        email = self.identities.get(key)
+        if email is None:
+            return None
+        cart_id = key if key != email else None
+        return _command(
+            f"{key}@browse@{entry[0]}",
+            due,
+            cart_id,
+            email,
+            "Trigger",
+            {
+                "name": "BrowseAbandonment",
+                "email": email,
+                "viewedProducts": list(entry[1]),
+                "lastActivity": entry[0],
+            },
+        )
+
+    def rearm(self) -> None:
+        """Timers after a restore: carts active recently enough to fall due or still be
+        in their grace period, and every browsing visitor."""
+        if self.triggers is None:
+            return
+        settings = self.triggers
+        horizon = self.stream_ms - settings.cart_after_ms - settings.grace_ms
+        for cart_id, cart in self.carts.items():
+            ts = _cart_ms(cart)
+            if ts >= horizon:
+                self.timers.arm(CART, cart_id, ts + settings.cart_after_ms)
+        for key, entry in self.browsing.items():
+            self.timers.arm(BROWSE, key, entry[0] + settings.browse_after_ms)
+
     def flush(self) -> list[Command]:
         """The window's commands in order: per-event ones first, then each cart's net change."""
         out = self.outbox
@@ -454,6 +599,10 @@ class PartitionState:
             if order_id in self.orders:  # else it expired already: its tombstone is written
                 records.append((b"o" + order_id.encode(), orjson.dumps(self.orders[order_id])))
         self._new_orders.clear()
+        for key in self._browse_changed:
+            entry = self.browsing.get(key)
+            records.append((b"b" + key.encode(), orjson.dumps(entry) if entry else None))
+        self._browse_changed.clear()
         for key in self._new_identities:
             if key not in self.identities:
                 continue
@@ -526,6 +675,11 @@ class PartitionState:
                 self.orders.pop(name, None)
             else:
                 self.orders[name] = orjson.loads(value)
+        elif kind == b"b":
+            if value is None:
+                self.browsing.pop(name, None)
+            else:
+                self.browsing[name] = orjson.loads(value)
         elif kind == b"i":
             if value is None:
                 self.identities.pop(name, None)
@@ -545,5 +699,6 @@ class PartitionState:
             },
             "seen": sorted(self.seen),
             "orders": dict(self.orders),
+            "browsing": dict(self.browsing),
             "identities": {k: [e, self.identity_ms.get(k)] for k, e in self.identities.items()},
         }

@@ -164,6 +164,12 @@ class Metrics:
             "Changelog records read while restoring.",
             registry=registry,
         )
+        self.triggers = Counter(
+            "ofsys_triggers_total",
+            "Triggers the pipeline fired itself, by name.",
+            ["name"],
+            registry=registry,
+        )
         self.assigned = Gauge(
             "ofsys_assigned_partitions",
             "Input partitions assigned to this process.",
@@ -189,6 +195,8 @@ class Metrics:
             self.retries.labels(reason)
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)
+        for name in ("AbandonedCart", "BrowseAbandonment"):
+            self.triggers.labels(name)
         for kind in ("assigned", "revoked", "lost"):
             self.rebalances.labels(kind)
 

@@ -1,0 +1,157 @@
+"""Abandoned-cart and browse-abandonment triggers, on partition state with a set clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.dedupe import PartitionState
+from pipeline.normalise import Identity, normalise
+from pipeline.triggers import TriggerSettings, trigger_record
+
+T0 = 1_764_000_000_000
+MIN = 60_000
+SETTINGS = TriggerSettings(cart_after_ms=30 * MIN, grace_ms=60 * MIN, browse_after_ms=60 * MIN)
+KETTLE = {"id": "sku-7", "name": "Kettle", "unitSalePrice": 2490.0}
+
+
+class Shop:
+    def __init__(self) -> None:
+        self.state = PartitionState(triggers=SETTINGS)
+        self.identity = Identity()
+        self.n = 0
+
+    def event(
+        self,
+        name: str,
+        at_min: float,
+        cart: str | None = "c-1",
+        email: str | None = None,
+        **fields: Any,
+    ) -> None:
+        self.n += 1
+        event: dict[str, Any] = {
+            "id": f"e{self.n}",
+            "name": name,
+            "timestamp": T0 + int(at_min * MIN),
+            **fields,
+        }
+        if cart:
+            event["cart"] = {"id": cart, **event.get("cart", {})}
+        if email:
+            event["user"] = {"email": email}
+        change = normalise(event, self.identity, {})
+        assert change is not None
+        self.state.apply(change)
+
+    def triggers(self, at_min: float) -> list[dict[str, Any]]:
+        fired = self.state.fire_due(T0 + int(at_min * MIN))
+        self.state.flush()
+        return fired
+
+
+def test_a_quiet_cart_with_lines_and_email_fires_once() -> None:
+    shop = Shop()
+    shop.event("Added Product", 0, email="anna@example.ru", product=KETTLE, quantity=2)
+    assert shop.triggers(29) == []
+    [fired] = shop.triggers(30)
+    assert fired == {
+        "id": f"c-1@abandoned@{T0}",
+        "ts": T0 + 30 * MIN,
+        "cartId": "c-1",
+        "email": "anna@example.ru",
+        "call": "Trigger",
+        "args": {
+            "name": "AbandonedCart",
+            "idCart": "c-1",
+            "TotalPrice": 4980.0,
+            "email": "anna@example.ru",
+            "lastActivity": T0,
+            "items": [
+                {"idProduct": "sku-7", "quantity": 2, "productName": "Kettle", "priceunit": 2490.0}
+            ],
+        },
+    }
+    assert shop.triggers(300) == []  # once per quiet period
+    record = trigger_record(fired, T0 + 31 * MIN)
+    assert (record["name"], record["totalPrice"], record["items"][0]["quantity"]) == (
+        "AbandonedCart",
+        4980.0,
+        2,
+    )
+
+
+def test_activity_rearms_and_a_new_quiet_period_fires_again() -> None:
+    shop = Shop()
+    shop.event("Added Product", 0, email="a@b.ru", product=KETTLE)
+    shop.event("Added Product", 20, product=KETTLE)  # activity before the threshold
+    assert shop.triggers(30) == []
+    [first] = shop.triggers(50)
+    assert first["args"]["lastActivity"] == T0 + 20 * MIN
+    shop.event("Removed Product", 60, product=KETTLE, quantity=1)
+    [second] = shop.triggers(90)
+    assert second["args"]["items"][0]["quantity"] == 1
+    assert first["id"] != second["id"]
+
+
+def test_a_transaction_cancels_and_an_empty_cart_never_fires() -> None:
+    shop = Shop()
+    shop.event("Added Product", 0, email="a@b.ru", product=KETTLE)
+    shop.event("Completed Transaction", 10, transaction={"orderId": "o-1", "cartId": "c-1"})
+    shop.event("Viewed Page", 0, cart="c-2", email="b@b.ru")  # an empty cart
+    shop.event("Added Product", 1, cart="c-3", email="c@b.ru", product=KETTLE)
+    shop.event("Removed Product", 2, cart="c-3", product=KETTLE)
+    assert shop.triggers(500) == []
+
+
+def test_a_cart_without_email_fires_when_the_email_comes_within_the_grace_period() -> None:
+    shop = Shop()
+    shop.event("Added Product", 0, product=KETTLE)
+    assert shop.triggers(40) == []  # quiet, but no email yet
+    shop.event("Viewed Product Detail", 50, email="late@b.ru", product=KETTLE)  # not cart activity
+    [fired] = shop.triggers(51)
+    assert (fired["email"], fired["args"]["lastActivity"]) == ("late@b.ru", T0)
+
+
+def test_an_email_after_the_grace_period_fires_nothing() -> None:
+    shop = Shop()
+    shop.event("Added Product", 0, product=KETTLE)
+    assert shop.triggers(40) == []
+    shop.event("Viewed Product Detail", 100, email="late@b.ru", product=KETTLE)  # 30 + 60 < 100
+    assert shop.triggers(101) == []
+
+
+def test_fired_triggers_survive_a_restore_and_due_ones_are_not_lost() -> None:
+    shop = Shop()
+    shop.event("Added Product", 0, email="a@b.ru", product=KETTLE)
+    shop.event("Added Product", 0, cart="c-2", email="b@b.ru", product=KETTLE)
+    shop.state.stream_ms = T0
+    shop.triggers(10)
+    shop.event("Added Product", 5, cart="c-2", product=KETTLE)
+    [fired] = shop.triggers(30)  # c-1 fires; c-2 is due at 35
+    assert fired["cartId"] == "c-1"
+    log = dict(shop.state.changes())
+    twin = PartitionState(triggers=SETTINGS)
+    for key, value in log.items():
+        twin.load(key, value)
+    twin.rearm()
+    assert [c["cartId"] for c in twin.fire_due(T0 + 36 * MIN)] == ["c-2"]
+
+
+def test_browse_abandonment_fires_once_with_the_viewed_products() -> None:
+    shop = Shop()
+    for minute, pid in enumerate(["p1", "p2", "p1", *[f"q{i}" for i in range(10)]]):
+        shop.event("Viewed Product Detail", minute, email="v@b.ru", product={"id": pid})
+    assert shop.triggers(60) == []
+    [fired] = shop.triggers(72)
+    assert fired["args"]["name"] == "BrowseAbandonment"
+    assert fired["args"]["viewedProducts"] == [f"q{i}" for i in range(9, -1, -1)]
+    assert fired["args"]["email"] == "v@b.ru"
+    assert shop.triggers(500) == []
+
+
+def test_no_browse_abandonment_for_a_visitor_who_added_to_cart() -> None:
+    shop = Shop()
+    shop.event("Viewed Product Detail", 0, email="v@b.ru", product={"id": "p1"})
+    shop.event("Added Product", 5, product={"id": "p1", "name": "Tea", "unitSalePrice": 1.0})
+    fired = shop.triggers(500)
+    assert [c["args"]["name"] for c in fired] == ["AbandonedCart"]
