@@ -112,6 +112,7 @@ class PipelineProcess:
     """`ofsys-pipeline run` as a child process, configured by environment."""
 
     def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
         self.metrics_port = int(env["OFSYS_METRICS_PORT"])
         self.stderr_path = f"/tmp/ofsys-pipeline-test-{os.getpid()}-{next(_names)}.log"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115
@@ -128,13 +129,13 @@ class PipelineProcess:
             text: str = response.read().decode()
             return text
 
-    def sample(self, name: str, **labels: str) -> float:
+    def sample(self, metric: str, /, **labels: str) -> float:
         """The value of one sample, 0 when absent."""
         from prometheus_client.parser import text_string_to_metric_families
 
         for family in text_string_to_metric_families(self.metrics()):
             for sample in family.samples:
-                if sample.name == name and all(
+                if sample.name == metric and all(
                     sample.labels.get(k) == v for k, v in labels.items()
                 ):
                     return float(sample.value)

@@ -1,0 +1,224 @@
+"""Triggers on a real broker, in real time, with thresholds of seconds."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from confluent_kafka import Producer
+
+from pipeline.broker import EmbeddedBroker
+from pipeline.journey_emulator import JourneyEmulator
+from pipeline.schemas import SchemaFamily, load_family
+
+from .conftest import PipelineProcess, produce, read_all, wait_for
+
+AFTER_S = 2
+KETTLE = {"id": "sku-7", "name": "Kettle", "unitSalePrice": 2490.0}
+MUG = {"id": "sku-9", "name": "Mug", "unitSalePrice": 390.0}
+_n = iter(range(10**9))
+
+
+def ev(name: str, cart_id: str, email: str | None = None, **fields: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "id": f"{cart_id}-x{next(_n)}",
+        "name": name,
+        "timestamp": int(time.time() * 1000),
+        "cart": {"id": cart_id},
+        **fields,
+    }
+    if email:
+        event["user"] = {"email": email}
+    return event
+
+
+def send(broker: EmbeddedBroker, topic: str, family: SchemaFamily, *events: dict[str, Any]) -> None:
+    produce(broker, topic, [(e["cart"]["id"], family.encode_single_object(e)) for e in events])
+
+
+def triggers(journey: JourneyEmulator, name: str = "AbandonedCart") -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {}
+    for command in journey.ledger()["commands"]:
+        if command["call"] == "Trigger" and command["args"]["name"] == name:
+            found.setdefault(command["cartId"], []).append(command)
+    return found
+
+
+def trigger_records(broker: EmbeddedBroker, topic: str, expected: int) -> list[dict[str, Any]]:
+    from pipeline.decode import SingleObjectDecoder
+
+    decode = SingleObjectDecoder(load_family("trigger"))
+    return [
+        decode(m.value()) for m in read_all(broker, f"{topic}.triggers", expected, timeout_s=10)
+    ]
+
+
+def env(**extra: str) -> dict[str, str]:
+    return {
+        "OFSYS_ABANDONED_CART_AFTER_S": str(AFTER_S),
+        "OFSYS_BROWSE_ABANDONED_AFTER_S": "2",
+        "OFSYS_FLUSH_INTERVAL_MS": "200",
+        **extra,
+    }
+
+
+def test_abandoned_carts_fire_once_by_the_rules(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    topic: str,
+    family: SchemaFamily,
+    start_pipeline: Any,
+) -> None:
+    pipeline = start_pipeline(**env())
+    send(
+        broker,
+        topic,
+        family,
+        ev("Added Product", "quiet", "anna@example.ru", product=KETTLE, quantity=2),
+        ev("Added Product", "quiet", product=MUG),
+        ev("Added Product", "bought", "b@example.ru", product=KETTLE),
+        ev("Completed Transaction", "bought", transaction={"orderId": "o-1", "cartId": "bought"}),
+        ev("Viewed Page", "empty", "e@example.ru", cart={"id": "empty", "lineItems": []}),
+        ev("Added Product", "no-email", product=KETTLE),
+        ev("Added Product", "busy", "busy@example.ru", product=KETTLE),
+    )
+    time.sleep(1.2)
+    rearm = ev("Added Product", "busy", product=MUG)  # activity before the threshold
+    send(broker, topic, family, rearm)
+    wait_for(lambda: "quiet" in triggers(journey), 30, "the quiet cart's trigger")
+    time.sleep(AFTER_S + 1)
+    send(
+        broker,
+        topic,
+        family,
+        ev("Viewed Product Detail", "no-email", "late@example.ru", product=MUG),
+    )  # the email comes, the cart still quiet
+    wait_for(lambda: {"busy", "no-email"} <= set(triggers(journey)), 30, "the other triggers")
+    time.sleep(AFTER_S + 1)  # nothing more may fire
+    fired = triggers(journey)
+    assert sorted(fired) == ["busy", "no-email", "quiet"]
+    assert all(len(commands) == 1 for commands in fired.values())
+    quiet = fired["quiet"][0]["args"]
+    assert quiet["TotalPrice"] == 2 * 2490.0 + 390.0
+    assert quiet["items"] == [
+        {"idProduct": "sku-7", "quantity": 2, "productName": "Kettle", "priceunit": 2490.0},
+        {"idProduct": "sku-9", "quantity": 1, "productName": "Mug", "priceunit": 390.0},
+    ]
+    assert fired["no-email"][0]["email"] == "late@example.ru"
+    busy = fired["busy"][0]  # re-armed: due counted from its last activity
+    assert busy["args"]["lastActivity"] == rearm["timestamp"]
+    assert busy["ts"] == rearm["timestamp"] + AFTER_S * 1000
+    records = [r for r in trigger_records(broker, topic, 3) if r["name"] == "AbandonedCart"]
+    assert sorted(r["cartId"] for r in records) == ["busy", "no-email", "quiet"]
+    by_cart = {r["cartId"]: r for r in records}
+    assert by_cart["quiet"]["totalPrice"] == quiet["TotalPrice"]
+    assert by_cart["quiet"]["items"][0] == {
+        "idProduct": "sku-7",
+        "productName": "Kettle",
+        "priceunit": 2490.0,
+        "quantity": 2,
+    }
+    assert pipeline.sample("ofsys_triggers_total", name="AbandonedCart") == 3
+    assert pipeline.terminate() == 0
+
+
+def test_browse_abandonment_fires_once_and_not_after_an_add(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    topic: str,
+    family: SchemaFamily,
+    start_pipeline: Any,
+) -> None:
+    start_pipeline(**env())
+    send(
+        broker,
+        topic,
+        family,
+        ev("Viewed Product Detail", "looker", "l@example.ru", product={"id": "p1"}),
+        ev("Viewed Product Detail", "looker", product={"id": "p2"}),
+        ev("Viewed Product Detail", "buyer", "b@example.ru", product={"id": "p1"}),
+        ev("Added Product", "buyer", product=KETTLE),
+    )
+    wait_for(lambda: "looker" in triggers(journey, "BrowseAbandonment"), 30, "browse trigger")
+    time.sleep(AFTER_S + 1)
+    fired = triggers(journey, "BrowseAbandonment")
+    assert list(fired) == ["looker"]
+    assert fired["looker"][0]["args"]["viewedProducts"] == ["p2", "p1"]
+
+
+def test_kill_9_around_the_due_time_fires_exactly_once(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    topic: str,
+    family: SchemaFamily,
+    start_pipeline: Any,
+) -> None:
+    first = start_pipeline(**env(OFSYS_ABANDONED_CART_AFTER_S="3"))
+    carts = [f"k{i}" for i in range(20)]
+    send(
+        broker,
+        topic,
+        family,
+        *[ev("Added Product", cart, f"{cart}@example.ru", product=KETTLE) for cart in carts],
+    )
+    wait_for(
+        lambda: (
+            len([c for c in journey.ledger()["commands"] if c["call"] == "ECommerce.AddCart"])
+            == len(carts)
+        ),
+        30,
+        "carts",
+    )
+    time.sleep(2.5)  # just before the due time
+    first.kill()
+    second = PipelineProcess({**_env_of(first), "OFSYS_ABANDONED_CART_AFTER_S": "3"})
+    try:
+        second.wait_serving()
+        wait_for(lambda: len(triggers(journey)) == len(carts), 60, "every trigger")
+        second.kill()  # and once more, after they fired
+        third = PipelineProcess({**_env_of(first), "OFSYS_ABANDONED_CART_AFTER_S": "3"})
+        third.wait_serving()
+        time.sleep(8)  # restore, catch up, and wait past another due time
+        fired = triggers(journey)
+        assert sorted(fired) == sorted(carts)
+        assert all(len(commands) == 1 for commands in fired.values())
+        records = trigger_records(broker, topic, len(carts))
+        assert sorted({r["id"] for r in records}) == sorted(c[0]["id"] for c in fired.values())
+        assert third.terminate() == 0
+    finally:
+        second.kill()
+
+
+def _env_of(process: PipelineProcess) -> dict[str, str]:
+    return {k: v for k, v in process.env.items() if k.startswith("OFSYS_")}
+
+
+def test_ten_thousand_carts_quiet_at_once_fire_within_threshold_plus_5_s(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    topic: str,
+    family: SchemaFamily,
+    start_pipeline: Any,
+) -> None:
+    start_pipeline(**env(OFSYS_ABANDONED_CART_AFTER_S="3", OFSYS_BROWSE_ABANDONED_AFTER_S="0"))
+    producer = Producer(
+        {"bootstrap.servers": broker.bootstrap, "linger.ms": 20, "partitioner": "murmur2_random"}
+    )
+    last_ms = 0
+    for i in range(10_000):
+        event = ev("Added Product", f"m{i}", f"m{i}@example.ru", product=KETTLE)
+        last_ms = event["timestamp"]
+        producer.produce(topic, key=f"m{i}", value=family.encode_single_object(event))
+        if i % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+    deadline_s = last_ms / 1000 + 3 + 5
+    wait_for(
+        lambda: len(triggers(journey)) == 10_000, deadline_s - time.time() + 1, "10,000 triggers"
+    )
+    done_s = time.time()
+    print(
+        f"10,000 triggers in Journey {done_s - last_ms / 1000:.1f} s after the last event "
+        f"(threshold 3 s)"
+    )
+    assert done_s <= deadline_s
