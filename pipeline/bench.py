@@ -37,6 +37,7 @@ from .errors import DecodeError
 from .metrics import Metrics
 from .normalise import Identity, LineChange, normalise
 from .outputs import Outputs
+from .plot import Timeline, write_png
 from .produce import Encoder, ShopTraffic, encoded, produce
 from .schemas import load_family
 from .server import Health
@@ -112,7 +113,13 @@ def consume_decode_ceiling(bootstrap: str, partitions: int, events: int, batch: 
 
 
 def end_to_end(
-    bootstrap: str, journey_url: str, events: int, changelog: bool, run: int
+    bootstrap: str,
+    journey_url: str,
+    events: int,
+    changelog: bool,
+    run: int,
+    *,
+    timeline: Timeline | None = None,
 ) -> tuple[float, dict[str, Any]]:
     """Events/s delivered to Journey and committed, by one pipeline."""
     _reset_journey(journey_url)
@@ -133,12 +140,18 @@ def end_to_end(
     runner = threading.Thread(target=pipeline.run, daemon=True)
     runner.start()
     rate = SteadyRate(events)
-    while not rate.update(sum(pipeline.committed().values())):
+    next_sample = 0.0
+    while True:
+        committed = sum(pipeline.committed().values())
+        rate.update(committed)
+        if timeline is not None and time.monotonic() >= next_sample:
+            timeline.sample(metrics, committed)
+            next_sample = time.monotonic() + 0.5
+        if committed >= events:
+            break
         time.sleep(0.05)  # a coarse poll: the watcher must not compete for the GIL
         if not runner.is_alive():
             raise RuntimeError("the pipeline stopped during the benchmark")
-    while sum(pipeline.committed().values()) < events:
-        time.sleep(0.05)
     pipeline.stop()
     runner.join(30)
 
@@ -306,7 +319,7 @@ def simulated_week(events_per_day: int = 100_000) -> list[dict[str, int]]:
     return sizes
 
 
-def run_bench(*, events: int, partitions: int) -> int:
+def run_bench(*, events: int, partitions: int, plot: str | None = None) -> int:
     logs.setup(os.environ.get("OFSYS_LOG_LEVEL", "WARNING"))
     with EmbeddedBroker() as broker:
         bootstrap = broker.bootstrap
@@ -328,13 +341,21 @@ def run_bench(*, events: int, partitions: int) -> int:
             url = f"http://127.0.0.1:{port}/v1/journey"
             # Two rounds, the order of the pipeline runs mirrored in the second, so that
             # drift on a shared machine hits each variant alike; the best of each counts.
+            timeline = Timeline() if plot else None
             ceilings: list[float] = []
             with_changelog: list[float] = []
             without: list[float] = []
             for run, order in enumerate(((True, False), (False, True))):
                 ceilings.append(consume_decode_ceiling(bootstrap, partitions, events, batch))
                 for step, changelog in enumerate(order):
-                    rate, detail = end_to_end(bootstrap, url, events, changelog, 2 * run + step)
+                    rate, detail = end_to_end(
+                        bootstrap,
+                        url,
+                        events,
+                        changelog,
+                        2 * run + step,
+                        timeline=timeline if run == 0 and changelog else None,
+                    )
                     (with_changelog if changelog else without).append(rate)
         finally:
             emulator.terminate()
@@ -360,5 +381,13 @@ def run_bench(*, events: int, partitions: int) -> int:
         "state_at_1m_carts": state_rss_mb(1_000_000),
         "simulated_week": simulated_week(),
     }
+    if plot and timeline is not None:
+        write_png(
+            timeline,
+            plot,
+            f"ofsys-pipeline bench: {events:,} events, {partitions} "
+            f"partitions, one process, changelog on (first round)",
+        )
+        result["plot"] = plot
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     return 0

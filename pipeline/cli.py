@@ -99,7 +99,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    return run_bench(events=args.events, partitions=args.partitions)
+    return run_bench(events=args.events, partitions=args.partitions, plot=args.plot)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure events/s against the consume+decode ceiling")
     bench.add_argument("--events", type=int, default=200_000)
     bench.add_argument("--partitions", type=int, default=4)
+    bench.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="write throughput, lag and latency over the run to this PNG "
+        "(needs the plot extra: matplotlib)",
+    )
     bench.set_defaults(func=cmd_bench)
     return parser
 

@@ -355,3 +355,33 @@ def test_sigterm_drains_and_commits(
     assert sum(committed(broker, f"g-{topic}", topic).values()) == len(records)
     assert_nothing_lost_or_doubled(journey, family, records)
     assert "drained and committed" in pipeline.log()
+
+
+def test_rejected_commands_are_dead_lettered_and_the_rest_delivered(
+    broker: EmbeddedBroker,
+    journey: JourneyEmulator,
+    topic: str,
+    family: SchemaFamily,
+    start_pipeline: Any,
+) -> None:
+    # Journey names two commands it rejects (422): they are dead-lettered with its
+    # message and the rest of their batch is re-sent; nothing is lost, nothing retried.
+    journey.set_faults(reject_ids=["e2/0", "e6/1"])
+    produce(broker, topic, [(CART, family.encode_single_object(e)) for e in SESSION])
+    pipeline = start_pipeline(OFSYS_FLUSH_INTERVAL_MS="3000")
+    wait_for(
+        lambda: sum(committed(broker, f"g-{topic}", topic).values()) == len(SESSION),
+        60,
+        "the commit",
+    )
+    kept = [command_id for command_id, _, _ in ledger(journey)]
+    assert kept == [
+        command_id for command_id, _, _ in EXPECTED if command_id not in ("e2/0", "e6/1")
+    ]
+    dlq = read_all(broker, f"{topic}.dlq", 2)
+    assert sorted(dict(m.headers())["ofsys.command.id"].decode() for m in dlq) == ["e2/0", "e6/1"]
+    assert {dict(m.headers())["ofsys.reason"] for m in dlq} == {b"journey-rejected"}
+    assert {dict(m.headers())["ofsys.error"] for m in dlq} == {b"rejected by emulator"}
+    assert pipeline.sample("ofsys_dead_letters_total", reason="journey-rejected") == 2
+    assert pipeline.sample("ofsys_journey_retries_total", reason="server_error") == 0
+    assert pipeline.terminate() == 0
