@@ -101,10 +101,16 @@ def run_demo(*, duration_s: float, rate: float) -> int:
         while not stop.wait(1.0) and time.monotonic() - started < duration_s:
             now = time.monotonic()
             events = _total(metrics, "ofsys_events")
+            batches = (
+                metrics.registry.get_sample_value(
+                    "ofsys_journey_batches_total", {"result": "accepted"}
+                )
+                or 0.0
+            )
             print(
                 f"  {now - started:5.0f}s  events/s {(events - last_events) / (now - last_at):7.0f}"
                 f"  lag {_gauge_sum(metrics, 'ofsys_consumer_lag_messages'):6.0f}"
-                f"  batches {metrics.batches.labels('accepted')._value.get():5.0f}"
+                f"  batches {batches:5.0f}"
                 f"  commands {_total(metrics, 'ofsys_commands_delivered'):7.0f}"
                 f"  dead letters {_total(metrics, 'ofsys_dead_letters'):4.0f}",
                 flush=True,
