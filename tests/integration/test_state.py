@@ -222,7 +222,6 @@ def test_more_members_than_partitions_idle_and_say_so(
         "every record committed",
     )
     assert_nothing_lost_or_doubled(journey, family, records)
-    _: Any = None
 
 
 def test_records_not_keyed_by_cart_id_give_the_same_ledger(
