@@ -24,6 +24,20 @@ def committed(broker: EmbeddedBroker, group: str, topic: str) -> dict[int, int]:
     return {tp.partition: tp.offset for tp in result.topic_partitions if tp.offset >= 0}
 
 
+def wait_committed(
+    broker: EmbeddedBroker,
+    group: str,
+    topic: str,
+    count: int,
+    timeout_s: float = 90.0,
+    what: str = "every record committed",
+) -> None:
+    """Wait until the group's committed offsets on `topic` add up to `count` records."""
+    from .conftest import wait_for
+
+    wait_for(lambda: sum(committed(broker, group, topic).values()) == count, timeout_s, what)
+
+
 def oracle(family: SchemaFamily, values: list[bytes]) -> PartitionState:
     """What Journey must end up holding: the events folded by one state, in order."""
     from pipeline.decode import SingleObjectDecoder

@@ -12,7 +12,7 @@ from pipeline.journey_emulator import JourneyEmulator
 from pipeline.produce import Encoder
 from pipeline.schemas import SchemaFamily
 
-from .checks import assert_nothing_lost_or_doubled, committed, shop_records
+from .checks import assert_nothing_lost_or_doubled, committed, shop_records, wait_committed
 from .conftest import KEY, produce, read_all, wait_for
 from .registry import SchemaRegistry
 
@@ -169,11 +169,7 @@ def test_worked_example_end_to_end(
             overrides["OFSYS_SCHEMA_REGISTRY_URL"] = url
         pipeline = start_pipeline(**overrides)
         wait_for(lambda: len(journey.ledger()["commands"]) >= len(EXPECTED), 60, "the commands")
-        wait_for(
-            lambda: sum(committed(broker, f"g-{topic}", topic).values()) == len(SESSION),
-            30,
-            "the commit",
-        )
+        wait_committed(broker, f"g-{topic}", topic, len(SESSION), 30, "the commit")
     assert ledger(journey) == EXPECTED
     assert {(c["cartId"], c["email"]) for c in journey.ledger()["commands"]} == {(CART, A)}
     assert (
@@ -300,11 +296,7 @@ def test_transient_failures_are_retried_with_nothing_lost_or_doubled(
         "timeouts",
     )
     journey.set_faults()
-    wait_for(
-        lambda: sum(committed(broker, f"g-{topic}", topic).values()) == len(records),
-        90,
-        "every record committed",
-    )
+    wait_committed(broker, f"g-{topic}", topic, len(records), 90, "every record committed")
     assert_nothing_lost_or_doubled(journey, family, records)
     assert pipeline.terminate() == 0
 
@@ -328,10 +320,8 @@ def test_unauthorized_stops_delivery_and_commits_nothing(
     assert read_all(broker, f"{topic}.dlq", 0, timeout_s=3) == []
     assert KEY not in pipeline.log()
     journey.set_faults()
-    wait_for(
-        lambda: sum(committed(broker, f"g-{topic}", topic).values()) == len(records),
-        60,
-        "delivery after the key is accepted again",
+    wait_committed(
+        broker, f"g-{topic}", topic, len(records), 60, "delivery after the key is accepted again"
     )
     assert pipeline.sample("ofsys_journey_unauthorized") == 0
     assert_nothing_lost_or_doubled(journey, family, records)
@@ -369,11 +359,7 @@ def test_rejected_commands_are_dead_lettered_and_the_rest_delivered(
     journey.set_faults(reject_ids=["e2/0", "e6/1"])
     produce(broker, topic, [(CART, family.encode_single_object(e)) for e in SESSION])
     pipeline = start_pipeline(OFSYS_FLUSH_INTERVAL_MS="3000")
-    wait_for(
-        lambda: sum(committed(broker, f"g-{topic}", topic).values()) == len(SESSION),
-        60,
-        "the commit",
-    )
+    wait_committed(broker, f"g-{topic}", topic, len(SESSION), 60, "the commit")
     kept = [command_id for command_id, _, _ in ledger(journey)]
     assert kept == [
         command_id for command_id, _, _ in EXPECTED if command_id not in ("e2/0", "e6/1")

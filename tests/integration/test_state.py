@@ -22,7 +22,7 @@ from pipeline.outputs import Outputs
 from pipeline.schemas import SchemaFamily
 from pipeline.server import Health
 
-from .checks import assert_nothing_lost_or_doubled, committed, shop_records
+from .checks import assert_nothing_lost_or_doubled, committed, shop_records, wait_committed
 from .conftest import KEY, PipelineProcess, produce, wait_for
 
 
@@ -134,8 +134,11 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
         current.kill()
         current = start(env, processes)
     feeder.join(60)
-    wait_for(
-        lambda: sum(committed(broker, env["OFSYS_GROUP_ID"], topic).values()) == len(records),
+    wait_committed(
+        broker,
+        env["OFSYS_GROUP_ID"],
+        topic,
+        len(records),
         120,
         "every record committed after the kills",
     )
@@ -176,10 +179,8 @@ def test_scaling_the_group_moves_state_without_loss(
         "4 members",
     )
     feeder.join(60)
-    wait_for(
-        lambda: sum(committed(broker, env["OFSYS_GROUP_ID"], topic).values()) == len(records),
-        120,
-        "every record committed",
+    wait_committed(
+        broker, env["OFSYS_GROUP_ID"], topic, len(records), 120, "every record committed"
     )
     report(journey, "3 -> 2 -> 3 -> 4 members")
     assert_nothing_lost_or_doubled(journey, family, records)
@@ -216,11 +217,7 @@ def test_more_members_than_partitions_idle_and_say_so(
     busy = next(m for m in members if m is not idle)
     assert busy.terminate() == 0  # the idle member takes over, with the state
     wait_for(lambda: idle.sample("ofsys_assigned_partitions") == 1, 60, "take-over")
-    wait_for(
-        lambda: sum(committed(broker, env["OFSYS_GROUP_ID"], topic).values()) == len(records),
-        60,
-        "every record committed",
-    )
+    wait_committed(broker, env["OFSYS_GROUP_ID"], topic, len(records), 60, "every record committed")
     assert_nothing_lost_or_doubled(journey, family, records)
 
 
@@ -241,11 +238,7 @@ def test_records_not_keyed_by_cart_id_give_the_same_ledger(
     ]
     produce(broker, topic, mixed)
     pipeline = start_pipeline()
-    wait_for(
-        lambda: sum(committed(broker, f"g-{topic}", topic).values()) == len(records),
-        90,
-        "every input record committed",
-    )
+    wait_committed(broker, f"g-{topic}", topic, len(records), 90, "every input record committed")
     wait_for(
         lambda: (
             pipeline.sample("ofsys_events_total", event="Viewed Page", outcome="repartitioned") > 0
