@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient
 
 from . import config, logs, topics
 from .app import Pipeline
-from .broker import EmbeddedBroker, free_port
+from .broker import EmbeddedBroker, free_port, wait_listening
 from .changelog import Changelog
 from .decode import SingleObjectDecoder
 from .dedupe import PartitionState, Retention
@@ -60,17 +60,8 @@ def _start_emulator(port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    import socket
-
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("the Journey emulator did not start")
+    wait_listening(process, port, "the Journey emulator")
+    return process
 
 
 class SteadyRate:

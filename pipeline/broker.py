@@ -23,6 +23,25 @@ def free_port() -> int:
         return port
 
 
+def wait_listening(
+    process: subprocess.Popen[bytes], port: int, what: str, timeout_s: float = 15.0
+) -> None:
+    """Return once `process` accepts connections on 127.0.0.1:`port`; kill it and raise
+    if it exits or does not listen in time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise PipelineError(f"{what} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    process.wait()
+    raise PipelineError(f"{what} did not start listening")
+
+
 def tansu_binary() -> str:
     found = shutil.which("tansu")
     if found:
@@ -63,17 +82,12 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        try:
+            wait_listening(self._process, self.port, "the embedded broker", timeout_s)
+        finally:
             if self._process.poll() is not None:
-                raise PipelineError(f"the embedded broker exited with {self._process.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise PipelineError("the embedded broker did not start listening")
+                self._process = None
+        return self
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

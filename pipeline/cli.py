@@ -65,7 +65,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     key = args.account_key or os.environ.get("OFSYS_ACCOUNT_KEY")
     if not key:
         raise ConfigError("--account-key or OFSYS_ACCOUNT_KEY is required")
-    config.load({"OFSYS_TOPIC": "t", "OFSYS_JOURNEY_URL": "http://x", "OFSYS_ACCOUNT_KEY": key})
+    config.check_account_key(key)
     serve(account_key=key, host=args.host, port=args.port)
     return 0
 

@@ -115,6 +115,14 @@ def _nonempty(value: str) -> str:
     return value
 
 
+def check_account_key(value: str) -> Secret:
+    """The account key as a Secret, or ConfigError describing its shape (never its value)."""
+    try:
+        return _account_key(value)
+    except ValueError as exc:
+        raise ConfigError(f"OFSYS_ACCOUNT_KEY {exc}") from None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Option:
     field: str

@@ -199,6 +199,3 @@ class Metrics:
             self.triggers.labels(name)
         for kind in ("assigned", "revoked", "lost"):
             self.rebalances.labels(kind)
-
-    def event_label(self, name: str) -> str:
-        return name if name in EVENT_NAMES else "other"

@@ -181,6 +181,33 @@ class PipelineProcess:
             return log.read().decode(errors="replace")
 
 
+def pipeline_env(
+    broker: EmbeddedBroker, journey: JourneyEmulator, topic: str, **overrides: str
+) -> dict[str, str]:
+    """What the tests run `ofsys-pipeline run` with: short windows, a fast group join."""
+    return {
+        "OFSYS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "OFSYS_TOPIC": topic,
+        "OFSYS_GROUP_ID": f"g-{topic}",
+        "OFSYS_JOURNEY_URL": journey.url,
+        "OFSYS_ACCOUNT_KEY": KEY,
+        "OFSYS_FLUSH_INTERVAL_MS": "200",
+        "OFSYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "OFSYS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "OFSYS_RETRY_MAX_BACKOFF_S": "1",
+        "OFSYS_SHUTDOWN_TIMEOUT_S": "15",
+        **overrides,
+    }
+
+
+def start_process(env: dict[str, str], started: list[PipelineProcess]) -> PipelineProcess:
+    """A pipeline on its own metrics port, serving; remembered in `started` for cleanup."""
+    process = PipelineProcess({"OFSYS_METRICS_PORT": str(free_port()), **env})
+    started.append(process)
+    process.wait_serving()
+    return process
+
+
 @pytest.fixture
 def start_pipeline(
     broker: EmbeddedBroker, journey: JourneyEmulator, topic: str
@@ -188,29 +215,8 @@ def start_pipeline(
     started: list[PipelineProcess] = []
 
     def start(**overrides: str) -> PipelineProcess:
-        env = {
-            "OFSYS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-            "OFSYS_TOPIC": topic,
-            "OFSYS_GROUP_ID": f"g-{topic}",
-            "OFSYS_JOURNEY_URL": journey.url,
-            "OFSYS_ACCOUNT_KEY": KEY,
-            "OFSYS_METRICS_PORT": str(free_port()),
-            "OFSYS_FLUSH_INTERVAL_MS": "200",
-            "OFSYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "OFSYS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-            "OFSYS_RETRY_MAX_BACKOFF_S": "1",
-            "OFSYS_SHUTDOWN_TIMEOUT_S": "15",
-            **overrides,
-        }
-        process = PipelineProcess(env)
-        started.append(process)
-        process.wait_serving()
-        return process
+        return start_process(pipeline_env(broker, journey, topic, **overrides), started)
 
     yield start
     for process in started:
         process.kill()
-
-
-def ledger_calls(journey: JourneyEmulator) -> list[tuple[str, dict[str, Any]]]:
-    return [(c["call"], c["args"]) for c in journey.ledger()["commands"]]

@@ -23,7 +23,7 @@ from pipeline.schemas import SchemaFamily
 from pipeline.server import Health
 
 from .checks import assert_nothing_lost_or_doubled, committed, shop_records, wait_committed
-from .conftest import KEY, PipelineProcess, produce, wait_for
+from .conftest import PipelineProcess, pipeline_env, produce, start_process, wait_for
 
 
 def producing(
@@ -49,15 +49,7 @@ def test_restore_takes_the_state_back_exactly(
     records = shop_records(family, 3000, seed=21)
     produce(broker, topic, records)
     settings = config.load(
-        {
-            "OFSYS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-            "OFSYS_TOPIC": topic,
-            "OFSYS_GROUP_ID": f"g-{topic}",
-            "OFSYS_JOURNEY_URL": journey.url,
-            "OFSYS_ACCOUNT_KEY": KEY,
-            "OFSYS_FLUSH_INTERVAL_MS": "200",
-            "OFSYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        }
+        {**pipeline_env(broker, journey, topic), "OFSYS_METRICS_PORT": "0"}  # in this process
     )
     pipeline = Pipeline(settings, Metrics(), Health(poll_stale_s=30))
     runner = threading.Thread(target=pipeline.run, daemon=True)
@@ -75,18 +67,7 @@ def test_restore_takes_the_state_back_exactly(
 @pytest.fixture
 def group_env(broker: EmbeddedBroker, journey: JourneyEmulator) -> Callable[[str], dict[str, str]]:
     def env(topic: str) -> dict[str, str]:
-        return {
-            "OFSYS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-            "OFSYS_TOPIC": topic,
-            "OFSYS_GROUP_ID": f"g-{topic}",
-            "OFSYS_JOURNEY_URL": journey.url,
-            "OFSYS_ACCOUNT_KEY": KEY,
-            "OFSYS_FLUSH_INTERVAL_MS": "300",
-            "OFSYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "OFSYS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-            "OFSYS_RETRY_MAX_BACKOFF_S": "1",
-            "OFSYS_SHUTDOWN_TIMEOUT_S": "15",
-        }
+        return pipeline_env(broker, journey, topic, OFSYS_FLUSH_INTERVAL_MS="300")
 
     return env
 
@@ -97,15 +78,6 @@ def processes() -> Iterator[list[PipelineProcess]]:
     yield started
     for process in started:
         process.kill()
-
-
-def start(env: dict[str, str], started: list[PipelineProcess]) -> PipelineProcess:
-    from pipeline.broker import free_port
-
-    process = PipelineProcess({**env, "OFSYS_METRICS_PORT": str(free_port())})
-    started.append(process)
-    process.wait_serving()
-    return process
 
 
 def report(journey: JourneyEmulator, label: str) -> None:
@@ -128,11 +100,11 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
     feeder = producing(broker, topic, records, seconds=12)
     env = group_env(topic)
     rng = random.Random(7)
-    current = start(env, processes)
+    current = start_process(env, processes)
     for _ in range(5):
         time.sleep(rng.uniform(1.5, 4.0))
         current.kill()
-        current = start(env, processes)
+        current = start_process(env, processes)
     feeder.join(60)
     wait_committed(
         broker,
@@ -159,7 +131,7 @@ def test_scaling_the_group_moves_state_without_loss(
     env = group_env(topic)
     records = shop_records(family, 6000, seed=41)
     feeder = producing(broker, topic, records, seconds=20)
-    group = [start(env, processes) for _ in range(3)]
+    group = [start_process(env, processes) for _ in range(3)]
 
     def assigned(members: list[PipelineProcess]) -> float:
         return sum(m.sample("ofsys_assigned_partitions") for m in members)
@@ -168,9 +140,9 @@ def test_scaling_the_group_moves_state_without_loss(
     time.sleep(3)
     assert group[0].terminate() == 0  # stop one: its partitions and their state move
     wait_for(lambda: assigned(group[1:]) == 6, 60, "2 members taking over")
-    group[0] = start(env, processes)  # start it again
+    group[0] = start_process(env, processes)  # start it again
     wait_for(lambda: assigned(group) == 6, 60, "3 members again")
-    group.append(start(env, processes))  # add a fourth
+    group.append(start_process(env, processes))  # add a fourth
     wait_for(
         lambda: (
             assigned(group) == 6 and all(m.sample("ofsys_assigned_partitions") > 0 for m in group)
@@ -198,7 +170,7 @@ def test_more_members_than_partitions_idle_and_say_so(
     topic = f"idle-{time.monotonic_ns()}"
     topics.ensure(AdminClient({"bootstrap.servers": broker.bootstrap}), topic, 1)
     env = group_env(topic)
-    members = [start(env, processes) for _ in range(2)]
+    members = [start_process(env, processes) for _ in range(2)]
     wait_for(
         lambda: sum(m.sample("ofsys_assigned_partitions") for m in members) == 1,
         60,
