@@ -184,7 +184,11 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 "timeseries",
                 "ops",
                 "Records and commands sent to the dead-letter topic per second.",
-                [(rate("ofsys_dead_letters_total", "reason"), "{{reason}}")],
+                [
+                    (rate("ofsys_dead_letters_total", "reason"), "{{reason}}"),
+                    (rate("ofsys_dead_letter_values_dropped_total"), "sent without value"),
+                    (rate("ofsys_dead_letters_refused_total"), "refused by the broker"),
+                ],
             ),
             (
                 "Missing optional fields",
@@ -275,10 +279,12 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 "Backpressure and unauthorized",
                 "timeseries",
                 "short",
-                "1 while consumption is paused (backpressure) or Journey refuses the key.",
+                "1 while consumption is paused (backpressure) or Journey refuses the key; "
+                "0 for broker up while the pipeline rides out a broker outage.",
                 [
                     (f"max by (pod) (ofsys_backpressure{SEL})", "backpressure {{pod}}"),
                     (f"max by (pod) (ofsys_journey_unauthorized{SEL})", "unauthorized {{pod}}"),
+                    (f"min by (pod) (ofsys_broker_up{SEL})", "broker up {{pod}}"),
                 ],
             ),
             (

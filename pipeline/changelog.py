@@ -74,10 +74,11 @@ class Changelog:
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
                     "client.id": "ofsys-pipeline-restore",
-                    # restore reads whole partitions: large fetches, fewer round trips
-                    "max.partition.fetch.bytes": 16 << 20,
-                    "fetch.max.bytes": 64 << 20,
-                    "queued.max.messages.kbytes": 256 << 10,
+                    # restore reads whole partitions: large fetches, fewer round trips, and
+                    # a prefetch queue bounded in bytes (memory does not follow the topic)
+                    "max.partition.fetch.bytes": 8 << 20,
+                    "fetch.max.bytes": 32 << 20,
+                    "queued.max.messages.kbytes": 64 << 10,
                     "fetch.wait.max.ms": 10,
                 }
             )

@@ -1,10 +1,17 @@
-"""Offsets: what the loop has processed, what a sealed window covers, what is committed.
+"""Offsets: what the loop has processed, where each partition's windows closed, what is
+committed.
 
-A `Window` is everything processed between two seals: its commands and, per partition,
-the next offset after its last record. A window's offsets are committed only once the
-delivery worker reports all its commands accepted or dead-lettered, and only for
-partitions still assigned in the same assignment generation (a partition that moved
-away and came back must not have an older window's offsets committed over newer ones).
+A partition's state is flushed (its commands made) at the close of a window; the
+offsets a window covers are those at each partition's last flush, never beyond: a
+record processed after its partition's flush has no command in any sealed window yet.
+A window's offsets are committed only once the delivery worker reports all its
+commands accepted or dead-lettered, and only for partitions still assigned in the same
+assignment generation (a partition that moved away and came back must not have an
+older window's offsets committed over newer ones).
+
+Each partition's window closes are also its seal marks, `[input offset, repartition
+offset]`: written to the changelog before the window's commands leave, so that after a
+crash the next owner closes windows in the same places (see app.py).
 """
 
 from __future__ import annotations
@@ -22,25 +29,21 @@ Source = tuple[str, int]  # (topic, partition): the input topic, or its repartit
 
 
 class Window:
+    """Everything sealed together: commands, changelog records, triggers, offsets."""
+
     __slots__ = ("changelog", "commands", "event_ms", "events", "generation", "offsets", "triggers")
 
-    def __init__(
-        self,
-        commands: list[Command],
-        *,
-        changelog: dict[int, Records],
-        offsets: dict[Source, int],
-        event_ms: dict[Source, int],
-        events: int,
-        generation: int,
-    ) -> None:
-        self.commands = commands
-        self.changelog = changelog
+    def __init__(self, generation: int) -> None:
+        self.commands: list[Command] = []
+        self.changelog: dict[int, Records] = {}
         self.triggers: list[Command] = []  # Trigger commands, also for the triggers topic
-        self.offsets = offsets
-        self.event_ms = event_ms
-        self.events = events
+        self.offsets: dict[Source, int] = {}
+        self.event_ms: dict[Source, int] = {}
+        self.events = 0
         self.generation = generation
+
+    def __bool__(self) -> bool:
+        return bool(self.commands or self.offsets or self.changelog)
 
 
 class Offsets:
@@ -49,23 +52,26 @@ class Offsets:
 
     def __init__(self) -> None:
         self.generation = 0
-        self.positions: dict[Source, int] = {}  # next offset to commit
+        self.positions: dict[Source, int] = {}  # next offset to process
         self.event_ms: dict[Source, int] = {}  # event time of the record before that offset
         self.committed: dict[Source, int] = {}
         self.committed_event_ms: dict[Source, int] = {}
         self.events = 0  # processed since the last seal
 
-    def seal(self, commands: list[Command], changelog: dict[int, Records]) -> Window:
-        window = Window(
-            commands,
-            changelog=changelog,
-            offsets=dict(self.positions),
-            event_ms=dict(self.event_ms),
-            events=self.events,
-            generation=self.generation,
-        )
-        self.events = 0
-        return window
+    def start(self, source: Source, offset: int) -> None:
+        """Where an assigned partition starts: its committed offset (0 if none)."""
+        self.positions[source] = self.committed[source] = max(offset, 0)
+
+    def flushed(self, window: Window, sources: tuple[Source, Source]) -> list[int]:
+        """Record in `window` that a partition was flushed here; its seal mark."""
+        mark = []
+        for source in sources:
+            offset = self.positions.get(source, 0)
+            mark.append(offset)
+            window.offsets[source] = offset
+            if source in self.event_ms:
+                window.event_ms[source] = self.event_ms[source]
+        return mark
 
     def forget(self, source: Source) -> None:
         for table in (self.positions, self.event_ms, self.committed, self.committed_event_ms):
@@ -77,7 +83,9 @@ class Offsets:
         return [window for window in windows if window.generation == self.generation]
 
     def commit(self, consumer: Consumer, windows: list[Window]) -> bool:
-        """Commit, synchronously, the newest offsets the (current) windows cover."""
+        """Commit, synchronously, the newest offsets the (current) windows cover. True
+        when every partition's commit succeeded (or there was nothing to commit); a
+        partition the broker did not commit is never recorded as committed."""
         latest: dict[Source, tuple[int, int]] = {}
         for window in windows:
             for source, offset in window.offsets.items():
@@ -89,16 +97,25 @@ class Offsets:
             and self.committed.get((topic, partition)) != offset
         ]
         if not offsets:
-            return False
+            return True
         try:
-            consumer.commit(offsets=offsets, asynchronous=False)
+            results = consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            # Left uncommitted, the records are processed again with the same command
-            # ids; Journey keeps one copy. Safe, so a warning, not a failure.
-            log.warning("offset commit failed", extra={"error": str(exc.args[0])})
+            # Left uncommitted, the windows stay with the caller and are committed on a
+            # later try; if the process dies first, their records are processed again
+            # with the same command ids. Never reported as committed.
+            log.warning("offset commit failed; will retry", extra={"error": str(exc.args[0])})
             return False
-        for tp in offsets:
+        ok = True
+        for tp in results or offsets:
             source = (tp.topic, tp.partition)
-            self.committed[source] = tp.offset
-            self.committed_event_ms[source] = latest[source][1]
-        return True
+            if tp.error is not None:
+                ok = False
+                log.warning(
+                    "offset commit failed for a partition; will retry",
+                    extra={"topic": tp.topic, "partition": tp.partition, "error": str(tp.error)},
+                )
+            elif source in latest:
+                self.committed[source] = tp.offset
+                self.committed_event_ms[source] = latest[source][1]
+        return ok

@@ -229,6 +229,24 @@ OPTIONS: tuple[Option, ...] = (
         default="murmur2",
     ),
     Option("consume_batch", _positive_int, "max records taken per poll", default=2000),
+    Option(
+        "broker_outage_s",
+        _positive_float,
+        "ride out a broker that cannot be reached this long, then exit",
+        default=300.0,
+    ),
+    Option(
+        "max_clock_skew_s",
+        _non_negative_int,
+        "events stamped further than this past wall time are dead-lettered",
+        default=300,
+    ),
+    Option(
+        "max_quantity",
+        _positive_int,
+        "larger line quantities are dead-lettered (invalid-value)",
+        default=10_000,
+    ),
     Option("log_level", lambda v: v.upper(), "DEBUG, INFO, WARNING or ERROR", default="INFO"),
 )
 _BY_ENV = {option.env: option for option in OPTIONS}
@@ -264,6 +282,9 @@ class Settings:
     triggers_topic: str
     partitioner: str
     consume_batch: int
+    broker_outage_s: float
+    max_clock_skew_s: int
+    max_quantity: int
     log_level: str
     kafka: Mapping[str, str] = dataclasses.field(default_factory=dict)
 

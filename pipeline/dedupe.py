@@ -9,23 +9,33 @@ line that is new or changed (absolute quantity), RemoveCartItem per line that le
 SubmitCart. A cart that ends the window as it began sends nothing.
 
 Command ids are deterministic so a replay after a crash re-sends the same ids:
-`<event id>/<n>` for per-event commands, `<cart id>@<version>/<n>` for a cart's net
-change, the version counting the net changes sent for that cart.
+`<event id>/<n>` for per-event commands, `<cart id>@<version>.<digest>/<n>` for a
+cart's net change (the version counts the net changes sent for that cart, the digest
+is of what the change says) and `<cart id>@abandoned@<activity ms>.<digest>` for
+triggers. A command whose content depends on where a window closed carries a digest
+of that content, so one id never stands for two contents; the run loop makes windows
+close where they closed before a crash (seal marks), so a replay re-sends the same
+ids rather than new ones. Per-event commands depend only on the state before the
+event, which a restore reproduces.
 
 Durability: `changes()` returns, as changelog records, everything that changed since
 it was last called (plus tombstones for what expired); `load()` applies one such
 record when the partition's state is restored. Keys: `c<cart id>` (a cart),
-`s<n>` (the event ids of one window, for replays), `o<order id>`, `i<identity key>`.
+`s<n>` (a chunk of the event ids of one window, for replays, each under
+`RECORD_BUDGET` bytes), `o<order id>`, `i<identity key>`, `b<visitor>` (browsing),
+and `w` (the seal marks of windows not yet committed, written by the run loop).
 Expiry runs on stream time (the newest event time seen), so retention means the same
 under replay and in a time-compressed benchmark.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, NamedTuple
 
 import orjson
 
+from .errors import InvalidEventError
 from .normalise import Change, Line, LineChange, PageView, ProductView, Purchase
 from .triggers import BROWSE, CART, MAX_VIEWED, Timers, TriggerSettings
 
@@ -49,7 +59,16 @@ def _money(value: float) -> float:
     return round(value, 2)
 
 
+def _digest(payload: Any) -> str:
+    """Eight hex digits of what a command says: part of the ids of commands whose
+    content depends on where windows closed."""
+    return hashlib.blake2b(orjson.dumps(payload), digest_size=4).hexdigest()
+
+
 _DAY_MS = 86_400_000
+RECORD_BUDGET = 256_000  # bytes: no changelog record the state writes is larger
+MAX_CART_LINES = 500  # a cart's record stays far below RECORD_BUDGET
+MARKS_KEY = b"w"
 
 
 class Retention(NamedTuple):
@@ -63,6 +82,13 @@ class Retention(NamedTuple):
 DEFAULT_RETENTION = Retention()
 COMPACT_EVERY = 30  # windows between compaction passes (about 30 s at the default window)
 COMPACT_RECENT_MAX = 50_000  # or sooner, when this many carts were used since the last pass
+
+
+Sent = tuple[int, float | None, str | None]  # a line as Journey holds it: quantity, price, name
+
+
+def _sent(line: Line) -> Sent:
+    return (line.quantity, line.price, line.name)
 
 
 class Cart:
@@ -88,7 +114,7 @@ class Cart:
         self.ts = 0
         self.version = 0
         self.created = False
-        self.sent_lines: dict[str, int] = {}
+        self.sent_lines: dict[str, Sent] = {}  # what Journey holds of each line
         self.sent_total: float | None = None
         self.sent_step: int | None = None
         self.abandoned_at = 0  # the activity time an AbandonedCart trigger fired for
@@ -110,7 +136,7 @@ class Cart:
             self.sent_total == _money(self.total)
             and self.sent_step == self.step
             and len(sent) == len(self.lines)
-            and all(sent.get(pid) == line.quantity for pid, line in self.lines.items())
+            and all(sent.get(pid) == _sent(line) for pid, line in self.lines.items())
         )
 
     @classmethod
@@ -123,10 +149,15 @@ class Cart:
         cart.lines = {pid: Line(name, price, quantity) for pid, name, price, quantity in lines}
         if sent == 0:
             cart.sent_total, cart.sent_step = _money(total), step
-            cart.sent_lines = {pid: line.quantity for pid, line in cart.lines.items()}
+            cart.sent_lines = {pid: _sent(line) for pid, line in cart.lines.items()}
         else:
             cart.sent_total, cart.sent_step = sent[0], sent[1]
-            cart.sent_lines = dict(sent[2])
+            # records from before prices were tracked hold a bare quantity: unknown
+            # price and name, so the line is sent again on its next change
+            cart.sent_lines = {
+                pid: (held, None, None) if type(held) is int else tuple(held)
+                for pid, held in sent[2]
+            }
         return cart
 
     def close(self) -> None:
@@ -198,6 +229,9 @@ class PartitionState:
         self.dirty: dict[str, Cart] = {}
         self.outbox: list[Command] = []
         self.stream_ms = 0  # the newest event time seen
+        # where windows not yet committed closed, [input offset, repartition offset]
+        # each: restored from the changelog so a replay closes them in the same places
+        self.marks: list[list[int]] = []
         # what changed since the last `changes()`, and the event-id windows kept
         self._touched: set[str] = set()
         self._new_ids: list[str] = []
@@ -214,6 +248,19 @@ class PartitionState:
         event_id = change.event_id
         if event_id in self.seen:
             return False
+        if type(change) is LineChange:
+            if change.added:
+                self._check_room(change.cart_id, change.product_id)
+        elif (
+            type(change) is PageView
+            and change.snapshot is not None
+            and len(change.snapshot.lines) > MAX_CART_LINES
+        ):
+            raise InvalidEventError(
+                "cart.lineItems",
+                reason="invalid-value",
+                detail=f"cart.lineItems has more than {MAX_CART_LINES} lines",
+            )
         self.seen.add(event_id)
         self._new_ids.append(event_id)
         if change.ts > self.stream_ms:  # noqa: PLR1730  (hot path: cheaper than max())
@@ -254,6 +301,22 @@ class PartitionState:
         elif type(change) is Purchase:
             return self._purchase(change, n)
         return True
+
+    def _check_room(self, cart_id: str, product_id: str) -> None:
+        """A cart holds at most MAX_CART_LINES lines (give or take one added to an idle
+        cart), so its changelog record fits; past that, an added line is dead-lettered
+        before it changes anything."""
+        cart = self.carts.get(cart_id)
+        if (
+            isinstance(cart, Cart)
+            and len(cart.lines) >= MAX_CART_LINES
+            and product_id not in cart.lines
+        ):
+            raise InvalidEventError(
+                "product.id",
+                reason="invalid-value",
+                detail=f"the cart already has {MAX_CART_LINES} lines",
+            )
 
     def _identify(self, change: Change) -> int:
         """Track when a cart's (or a cartless visitor's) email is first known or changes."""
@@ -383,9 +446,7 @@ class PartitionState:
     def _net_change(self, cart_id: str, cart: Cart, out: list[Command]) -> None:
         total = _money(cart.total)
         sent = cart.sent_lines
-        changed = [
-            (pid, line) for pid, line in cart.lines.items() if sent.get(pid) != line.quantity
-        ]
+        changed = [(pid, line) for pid, line in cart.lines.items() if sent.get(pid) != _sent(line)]
         removed = [pid for pid in sent if pid not in cart.lines]
         if not cart.created and not cart.lines:
             return  # an empty cart Journey does not know is no news
@@ -397,47 +458,28 @@ class PartitionState:
             and cart.step == cart.sent_step
         ):
             return
-        cart.version += 1
-        prefix = f"{cart_id}@{cart.version}/"
-        ts = cart.ts
-        email = self.identities.get(cart_id)
-        call = "ECommerce.UpdateCart" if cart.created else "ECommerce.AddCart"
-        out.append(
-            _command(
-                prefix + "0",
-                ts,
-                cart_id,
-                email,
-                call,
+        calls: list[tuple[str, dict[str, Any]]] = [
+            (
+                "ECommerce.UpdateCart" if cart.created else "ECommerce.AddCart",
                 _put({"idCart": cart_id, "TotalPrice": total}, "status", cart.step),
             )
-        )
-        n = 1
+        ]
         for pid, line in changed:
             args = {"idCart": cart_id, "idProduct": pid, "quantity": line.quantity}
             _put(args, "productName", line.name)
             _put(args, "priceunit", line.price)
-            out.append(_command(prefix + str(n), ts, cart_id, email, "ECommerce.AddCartItem", args))
-            n += 1
+            calls.append(("ECommerce.AddCartItem", args))
         for pid in removed:
-            out.append(
-                _command(
-                    prefix + str(n),
-                    ts,
-                    cart_id,
-                    email,
-                    "ECommerce.RemoveCartItem",
-                    {"idCart": cart_id, "idProduct": pid},
-                )
-            )
-            n += 1
-        out.append(
-            _command(
-                prefix + str(n), ts, cart_id, email, "ECommerce.SubmitCart", {"idCart": cart_id}
-            )
-        )
+            calls.append(("ECommerce.RemoveCartItem", {"idCart": cart_id, "idProduct": pid}))
+        calls.append(("ECommerce.SubmitCart", {"idCart": cart_id}))
+        ts = cart.ts
+        email = self.identities.get(cart_id)
+        cart.version += 1
+        prefix = f"{cart_id}@{cart.version}.{_digest((ts, email, calls))}/"
+        for n, (call, args) in enumerate(calls):
+            out.append(_command(prefix + str(n), ts, cart_id, email, call, args))
         cart.created = True
-        cart.sent_lines = {pid: line.quantity for pid, line in cart.lines.items()}
+        cart.sent_lines = {pid: _sent(line) for pid, line in cart.lines.items()}
         cart.sent_total = total
         cart.sent_step = cart.step
 
@@ -503,20 +545,16 @@ class PartitionState:
                 line.price,
             )
             items.append(item)
+        args = {
+            "name": "AbandonedCart",
+            "idCart": cart_id,
+            "TotalPrice": _money(cart.total),
+            "email": email,
+            "items": items,
+            "lastActivity": cart.ts,
+        }
         return _command(
-            f"{cart_id}@abandoned@{cart.ts}",
-            due,
-            cart_id,
-            email,
-            "Trigger",
-            {
-                "name": "AbandonedCart",
-                "idCart": cart_id,
-                "TotalPrice": _money(cart.total),
-                "email": email,
-                "items": items,
-                "lastActivity": cart.ts,
-            },
+            f"{cart_id}@abandoned@{cart.ts}.{_digest(args)}", due, cart_id, email, "Trigger", args
         )
 
     def _browse_abandoned(self, key: str, now_ms: int) -> Command | None:
@@ -535,18 +573,14 @@ class PartitionState:
         if email is None:
             return None
         cart_id = key if key != email else None
+        args = {
+            "name": "BrowseAbandonment",
+            "email": email,
+            "viewedProducts": list(entry[1]),
+            "lastActivity": entry[0],
+        }
         return _command(
-            f"{key}@browse@{entry[0]}",
-            due,
-            cart_id,
-            email,
-            "Trigger",
-            {
-                "name": "BrowseAbandonment",
-                "email": email,
-                "viewedProducts": list(entry[1]),
-                "lastActivity": entry[0],
-            },
+            f"{key}@browse@{entry[0]}.{_digest(args)}", due, cart_id, email, "Trigger", args
         )
 
     def rearm(self) -> None:
@@ -590,10 +624,7 @@ class PartitionState:
         if self._changes_calls % COMPACT_EVERY == 0 or len(self._recent) > COMPACT_RECENT_MAX:
             self.compact()
         if self._new_ids:
-            n = self._next_window
-            self._next_window += 1
-            self._id_windows[n] = (self.stream_ms, self._new_ids)
-            records.append((b"s%d" % n, orjson.dumps([self.stream_ms, self._new_ids])))
+            records.extend(self._id_chunks(self._new_ids))
             self._new_ids = []
         for order_id in self._new_orders:
             if order_id in self.orders:  # else it expired already: its tombstone is written
@@ -614,6 +645,31 @@ class PartitionState:
             )
         self._new_identities.clear()
         return records
+
+    def _id_chunks(self, ids: list[str]) -> list[tuple[bytes, bytes | None]]:
+        """The window's event ids as `s<n>` records, each under RECORD_BUDGET bytes (a
+        window of 100,000 UUIDs is 4 MB in one piece: more than a topic takes)."""
+        records: list[tuple[bytes, bytes | None]] = []
+        start, size = 0, 0
+        for i, event_id in enumerate(ids):
+            size += len(event_id) + 3  # quotes and comma; measured exactly below
+            if size > RECORD_BUDGET // 2 and i > start:
+                self._id_window(ids[start:i], records)
+                start, size = i, len(event_id) + 3
+        self._id_window(ids[start:] if start else ids, records)
+        return records
+
+    def _id_window(self, ids: list[str], records: list[tuple[bytes, bytes | None]]) -> None:
+        value = orjson.dumps([self.stream_ms, ids])
+        if len(value) > RECORD_BUDGET and len(ids) > 1:  # escapes, non-ASCII: halve it
+            half = len(ids) // 2
+            self._id_window(ids[:half], records)
+            self._id_window(ids[half:], records)
+            return
+        n = self._next_window
+        self._next_window += 1
+        self._id_windows[n] = (self.stream_ms, ids)
+        records.append((b"s%d" % n, value))
 
     def compact(self) -> None:
         """Keep carts idle since the last pass in their compact form (a third of the
@@ -652,6 +708,9 @@ class PartitionState:
 
     def load(self, key: bytes, value: bytes | None) -> None:
         """Apply one changelog record (restore); the last record of a key wins."""
+        if key == MARKS_KEY:
+            self.marks = orjson.loads(value) if value is not None else []
+            return
         kind, name = key[:1], key[1:].decode()
         if kind == b"c":
             if value is None:

@@ -4,7 +4,9 @@
     ├── ConfigError            bad configuration: one line, exit code 2
     ├── BrokerMissingError     the embedded broker binary is not installed (exit 2)
     ├── DecodeError            a record's value cannot be decoded -> dead letter
-    ├── InvalidEventError      an event lacks what its call needs -> dead letter
+    ├── InvalidEventError      an event lacks what its call needs, or holds a value
+    │                          that makes no sense -> dead letter
+    ├── BrokerOutageError      Kafka unreachable past OFSYS_BROKER_OUTAGE_S: exit 1
     ├── ShutdownTimeoutError   the drain deadline passed before Journey accepted all
     └── DeliveryError          Journey did not accept a batch
         ├── TransientDeliveryError   408/425/429/5xx/timeout: retry, never drop
@@ -42,13 +44,24 @@ class DecodeError(PipelineError):
 
 
 class InvalidEventError(PipelineError):
-    """A decoded event that lacks a field its Journey calls need."""
+    """A decoded event that lacks a field its Journey calls need (`reason`
+    "missing-field", the default) or holds a value that makes no sense ("invalid-value",
+    with a `detail` saying why). `field` names the field, e.g. `cart.total`."""
 
-    def __init__(self, field: str) -> None:
-        super().__init__(f"missing {field}")
-        self.reason = "missing-field"
-        self.detail = f"missing {field}"
+    def __init__(
+        self, field: str, *, reason: str = "missing-field", detail: str | None = None
+    ) -> None:
+        if detail is None:
+            detail = f"missing {field}" if reason == "missing-field" else f"invalid {field}"
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
         self.field = field
+
+
+class BrokerOutageError(PipelineError):
+    """The broker stayed unreachable longer than OFSYS_BROKER_OUTAGE_S; nothing
+    uncommitted is lost (it is processed again after the restart)."""
 
 
 class ShutdownTimeoutError(PipelineError):

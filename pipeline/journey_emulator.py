@@ -1,10 +1,18 @@
 """Journey emulator: a test double of the real Ofsys Journey endpoint.
 
-It speaks the same HTTP contract (shared/journey-contract.md) over real HTTP, so the
+It speaks the same HTTP contract (docs/journey-contract.md) over real HTTP, so the
 demo and the tests exercise the pipeline's actual client: authentication, per-command
 validation, idempotency by batch and by command id, and injectable faults (transient
 statuses, Retry-After, latency, revoked key, rejected commands). It records what it
-accepted in a ledger that tests read back over HTTP or in process.
+accepted in a ledger that tests read back over HTTP (GET /ledger) or in process, and
+serves its counters to Prometheus (GET /metrics, journey_emulator_*_total).
+
+Like Journey, it keeps the first copy of a command id. A later copy with the same
+content is a plain duplicate (`duplicates_received`); a later copy whose content differs
+(any of id, ts, cartId, email, call, args) is a contract violation: the pipeline must
+never send one id with two contents. It is counted in `conflicts`, and the first
+`MAX_CONFLICT_EXAMPLES` are kept in `conflict_examples` as {id, first, then}.
+Both kinds are answered as duplicates on the wire, as Journey would.
 """
 
 from __future__ import annotations
@@ -17,14 +25,18 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 
 INGEST_PATH = "/v1/journey"
+MAX_CONFLICT_EXAMPLES = 20
 
 _STR, _NUM, _QTY = 0, 1, 2
 _KIND_TEXT = {_STR: "a non-empty string", _NUM: "a number", _QTY: "an integer >= 0"}
@@ -44,12 +56,24 @@ _REQUIRED: dict[str, tuple[tuple[str, int], ...]] = {
 }
 _COUNTERS = (
     "duplicates_received",
+    "conflicts",
     "duplicate_batches",
     "batches",
     "requests",
     "rejected",
     "faults_injected",
 )
+# Help of each journey_emulator_<name>_total counter (GET /metrics): the ledger's counters.
+_METRIC_HELP = {
+    "accepted": "Commands recorded (first copy of each command id)",
+    "duplicates_received": "Commands whose id was already recorded, with the same content",
+    "conflicts": "Commands whose id was already recorded with different content (violation)",
+    "duplicate_batches": "Requests answered from the batchId idempotency cache",
+    "batches": "Batches recorded",
+    "requests": "POST /v1/journey requests received",
+    "rejected": "Requests rejected as invalid (400)",
+    "faults_injected": "Requests answered with an injected fault",
+}
 _FAULT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _UNAUTHORIZED = orjson.dumps({"error": "unauthorized"})
 _Response = tuple[int, bytes, dict[str, str]]
@@ -59,6 +83,11 @@ def _has_null(value: Any) -> bool:
     """True if a nested arg (object or list) holds a null anywhere."""
     items = value.values() if type(value) is dict else value
     return any(v is None or (type(v) in (dict, list) and _has_null(v)) for v in items)
+
+
+def _canonical(cmd: dict[str, Any]) -> bytes:
+    """A command's content as bytes that compare equal iff the JSON documents do."""
+    return orjson.dumps(cmd, option=orjson.OPT_SORT_KEYS)
 
 
 def _command_error(cmd: Any) -> str | None:
@@ -205,6 +234,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send((200, orjson.dumps(emu.faults()), {}))
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
                 self._send((400, orjson.dumps({"error": str(exc)}), {}))
+        elif route == ("GET", "/metrics"):
+            self._send((200, emu.metrics(), {"Content-Type": CONTENT_TYPE_LATEST}))
         elif route == ("GET", "/healthz"):
             self._send((200, b"ok", {"Content-Type": "text/plain"}))
         else:
@@ -233,11 +264,16 @@ class JourneyEmulator:
         self._auth = f"Bearer {account_key}".encode()
         self._lock = threading.Lock()
         self._commands: list[Any] = []
-        self._ids: set[str] = set()
+        # id -> the first copy recorded (the object in _commands, so no extra memory); a
+        # repeated id is compared by canonical bytes, so new ids cost no serialisation.
+        self._firsts: dict[str, dict[str, Any]] = {}
+        self._conflict_examples: list[dict[str, Any]] = []
         self._batches: dict[str, bytes] = {}
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._faults = _Faults()
         self._rng = random.Random()
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(_Collector(self))
         self._server = _Server((host, port), self)  # binds now, so url is known before start
         self._thread: threading.Thread | None = None
         self._started = False
@@ -304,7 +340,17 @@ class JourneyEmulator:
             snapshot: dict[str, Any] = {"commands": list(self._commands)}
             snapshot["accepted"] = len(self._commands)
             snapshot.update(self._counts)
+            snapshot["conflict_examples"] = list(self._conflict_examples)
         return snapshot
+
+    def counters(self) -> dict[str, int]:
+        """The ledger's counters alone (accepted included), without copying the commands."""
+        with self._lock:
+            return {"accepted": len(self._commands), **self._counts}
+
+    def metrics(self) -> bytes:
+        """The counters in Prometheus text format (the GET /metrics document)."""
+        return generate_latest(self._registry)
 
     def faults(self) -> dict[str, Any]:
         """Current fault settings (the GET /faults document); fail_next counts down."""
@@ -320,10 +366,11 @@ class JourneyEmulator:
                 self._rng = random.Random(parsed.seed)
 
     def reset(self) -> None:
-        """Forget everything: ledger, counters, remembered batches and faults."""
+        """Forget everything: ledger, counters, conflicts, remembered batches and faults."""
         with self._lock:
             self._commands.clear()
-            self._ids.clear()
+            self._firsts.clear()
+            self._conflict_examples.clear()
             self._batches.clear()
             self._counts.update(dict.fromkeys(_COUNTERS, 0))  # in place: _ingest holds a ref
             self._faults = _Faults()
@@ -393,17 +440,37 @@ class JourneyEmulator:
                     counts["faults_injected"] += 1
                     errs = [{"id": i, "message": "rejected by emulator"} for i in named]
                     return 422, orjson.dumps({"errors": errs}), {}
-            ids, ledger, new = self._ids, self._commands, 0
+            firsts, ledger, new, conflicts = self._firsts, self._commands, 0, 0
             for cmd in commands:
-                if cmd["id"] not in ids:
-                    ids.add(cmd["id"])
+                first = firsts.get(cmd["id"])
+                if first is None:
+                    firsts[cmd["id"]] = cmd
                     ledger.append(cmd)
                     new += 1
-            dup = len(commands) - new
-            counts["duplicates_received"] += dup
+                elif _canonical(first) != _canonical(cmd):
+                    conflicts += 1
+                    if len(self._conflict_examples) < MAX_CONFLICT_EXAMPLES:
+                        example = {"id": cmd["id"], "first": first, "then": cmd}
+                        self._conflict_examples.append(example)
+            dup = len(commands) - new  # Journey answers a conflicting copy as a duplicate
+            counts["duplicates_received"] += dup - conflicts
+            counts["conflicts"] += conflicts
             counts["batches"] += 1
             answer = self._batches[batch_id] = orjson.dumps({"accepted": new, "duplicates": dup})
         return 200, answer, {}
+
+
+class _Collector:
+    """Reads the emulator's counters at scrape time: the hot path keeps plain ints."""
+
+    def __init__(self, emulator: JourneyEmulator) -> None:
+        self._emulator = emulator
+
+    def collect(self) -> Iterator[Metric]:
+        for name, value in self._emulator.counters().items():
+            family = CounterMetricFamily(f"journey_emulator_{name}", _METRIC_HELP[name])
+            family.add_metric([], value)
+            yield family
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -3,7 +3,9 @@ group's committed offset, per assigned partition, refreshed on an interval.
 
 It runs in its own thread with its own clients because watermark and offset requests
 block for a round trip each; on the loop they would stall consumption, and while the
-loop waits on Journey (partitions paused) lag must still be reported.
+loop waits on Journey (partitions paused) lag must still be reported. Each refresh is
+also a probe of the broker: `BrokerWatch` hears of every answer (the loop's commits and
+records count too), so a broker that stops answering is noticed even when idle.
 """
 
 from __future__ import annotations
@@ -20,6 +22,23 @@ from .config import Settings
 from .metrics import Metrics
 
 log = logs.get("lag")
+BROKER_DOWN_AFTER_S = 20.0  # silence this long (4 refreshes) means the broker is away
+
+
+class BrokerWatch:
+    """When the broker last answered; shared by the loop and the lag thread."""
+
+    def __init__(self, down_after_s: float = BROKER_DOWN_AFTER_S) -> None:
+        self.down_after_s = down_after_s
+        self.last_ok = time.monotonic()
+
+    def ok(self) -> None:
+        self.last_ok = time.monotonic()
+
+    def down_for(self) -> float:
+        """Seconds since the broker last answered, once past `down_after_s`; else 0."""
+        silent = time.monotonic() - self.last_ok
+        return silent if silent > self.down_after_s else 0.0
 
 
 class LagMonitor:
@@ -29,8 +48,11 @@ class LagMonitor:
         metrics: Metrics,
         assigned: Callable[[], list[int]],
         committed_event_ms: Callable[[int], int | None],
+        *,
+        watch: BrokerWatch,
         interval_s: float = 5.0,
     ) -> None:
+        self._watch = watch
         self._topic = settings.topic
         self._group = settings.group_id
         self._metrics = metrics
@@ -72,7 +94,12 @@ class LagMonitor:
 
     def refresh(self) -> None:
         partitions = self._assigned()
+        if not partitions:
+            self._admin.list_topics(timeout=5.0)  # a probe: the broker answers or not
+            self._watch.ok()
         committed = self._committed(partitions) if partitions else {}
+        if partitions:
+            self._watch.ok()
         now_ms = time.time() * 1000.0
         labels = set()
         for partition in partitions:

@@ -44,7 +44,9 @@ DEAD_LETTER_REASONS = (
     "too-large",
     "empty",
     "missing-field",
+    "invalid-value",
     "journey-rejected",
+    "repartition-refused",
 )
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
@@ -113,9 +115,25 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.dead_letter_values_dropped = Counter(
+            "ofsys_dead_letter_values_dropped_total",
+            "Dead letters sent without their value: too large for, or refused by, the topic.",
+            registry=registry,
+        )
+        self.dead_letters_refused = Counter(
+            "ofsys_dead_letters_refused_total",
+            "Dead letters the broker refused even without a value (logged, not retried).",
+            registry=registry,
+        )
+        self.broker_up = Gauge(
+            "ofsys_broker_up",
+            "1 while the Kafka broker answers; 0 while the pipeline rides out an outage.",
+            registry=registry,
+        )
         self.missing_fields = Counter(
             "ofsys_missing_fields_total",
-            "Optional fields the browser integration validated, missing, by event and field.",
+            "Optional fields the browser integration validated, missing, or dropped as "
+            "out of range (`<field>:too-long`, `:out-of-range`), by event and field.",
             ["event", "field"],
             registry=registry,
         )

@@ -4,11 +4,20 @@
 Required fields raise InvalidEventError (the event is dead-lettered); fields the
 browser integration validated but that the calls can do without are tallied in
 `missing` and the event is still processed; other event names return None (skipped).
+
+Values that decode but make no sense (docs/mapping.md, "Values that make no sense"),
+bounded by `Limits`: an amount (price, subtotal, total, tax, shipping) that is NaN,
+infinite, negative or over `max_price`, a quantity outside 1..`max_quantity`, or an id
+longer than `max_id_chars` raises InvalidEventError with reason "invalid-value" naming
+the field; a free-text field longer than `max_text_chars` and a checkout step outside
+0..`max_checkout_step` are dropped (left out of the command) and tallied in `missing`
+as `<field>:too-long` / `<field>:out-of-range`. Only values a Journey call carries are
+checked. The checks are plain comparisons: `not (0.0 <= x <= max)` is also true for NaN.
 """
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -18,7 +27,43 @@ Event = dict[str, Any]
 Missing = dict[tuple[str, str], int]
 
 _NONE: dict[str, Any] = {}  # stands in for an absent nested record; never mutated
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+class Limits(NamedTuple):
+    """Bounds beyond which a value makes no sense (docs/mapping.md)."""
+
+    max_quantity: int = 10_000  # OFSYS_MAX_QUANTITY: line quantities are 1..max_quantity
+    max_price: float = 1e9  # every amount (prices, subtotals, totals, tax, shipping): 0..max
+    max_id_chars: int = 255  # event id, cart, product, order ids: longer is dead-lettered
+    max_text_chars: int = 1000  # product names, affiliation: longer is dropped and counted
+    max_checkout_step: int = 100  # cart.checkoutStep: 0..max, else dropped and counted
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _bad_amount(field: str, value: Any, limits: Limits) -> InvalidEventError:
+    return InvalidEventError(
+        field,
+        reason="invalid-value",
+        detail=f"{field} is {value!r}, not an amount in 0..{limits.max_price:.0f}",
+    )
+
+
+def _bad_quantity(field: str, value: Any, limits: Limits) -> InvalidEventError:
+    return InvalidEventError(
+        field,
+        reason="invalid-value",
+        detail=f"{field} is {value!r}, not a quantity in 1..{limits.max_quantity}",
+    )
+
+
+def _too_long(field: str, value: str, limits: Limits) -> InvalidEventError:
+    return InvalidEventError(
+        field,
+        reason="invalid-value",
+        detail=f"{field} is {len(value)} characters, more than {limits.max_id_chars}",
+    )
 
 
 class Line:
@@ -72,7 +117,8 @@ class ProductView(NamedTuple):
 
 
 class LineChange(NamedTuple):
-    """Added Product (added=True) or Removed Product; quantity None means 'default'."""
+    """Added Product (added=True) or Removed Product; quantity None means 'default'.
+    name and price are read for Added Product only (None for Removed Product)."""
 
     event_id: str
     ts: int
@@ -99,12 +145,55 @@ class Purchase(NamedTuple):
 
 
 Change = PageView | ProductView | LineChange | Purchase
+Handler = Callable[[Event, str | None, Missing, Limits], Change]
+
+
+# RFC 5322 atext, lower-case (addresses are lower-cased first), and the dot; then the
+# ASCII characters of a domain. Non-ASCII letters, marks and digits (internationalised
+# addresses and domains, e.g. пример.рф) are allowed in both.
+_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.!#$%&'*+-/=?^_`{|}~")
+_DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+_WORD_CATEGORIES = frozenset(("Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd"))
+_MAX_RAW_EMAIL = 1024  # longer raw values are invalid and never memoised
+
+
+def _word_char(char: str) -> bool:
+    """A non-ASCII letter, combining mark or decimal digit."""
+    return char > "\x7f" and unicodedata.category(char) in _WORD_CATEGORIES
+
+
+def is_email(address: str) -> bool:
+    """Whether a trimmed, lower-cased `address` is an e-mail address: at most 254
+    characters; a local part of 1..64 RFC 5322 atext characters (or non-ASCII letters,
+    marks and digits, RFC 6531), dots neither leading, trailing nor doubled; a domain of
+    at least two labels of 1..63 letters (any script), marks, digits and inner hyphens,
+    the last not all digits. Quoted local parts and address literals are not accepted."""
+    if len(address) > 254:
+        return False
+    local, _, domain = address.rpartition("@")
+    if not local or len(local) > 64 or local[0] == "." or local[-1] == "." or ".." in local:
+        return False
+    if not _LOCAL_CHARS.issuperset(local):  # the ASCII fast path failed: look closer
+        for char in local:
+            if char not in _LOCAL_CHARS and not _word_char(char):
+                return False
+    if not _DOMAIN_CHARS.issuperset(domain):
+        for char in domain:
+            if char not in _DOMAIN_CHARS and not _word_char(char):
+                return False
+    labels = domain.split(".")
+    if len(labels) < 2 or labels[-1].isdigit():
+        return False
+    for label in labels:
+        if not 0 < len(label) <= 63 or label[0] == "-" or label[-1] == "-":
+            return False
+    return True
 
 
 class Identity:
-    """Normalises user.email (trimmed, lower-cased, checked) and counts addresses that
-    are present but not e-mails (they are not sent). A visitor's address repeats on
-    every event, so results are memoised in a bounded table."""
+    """Normalises user.email (trimmed, lower-cased, checked with `is_email`) and counts
+    addresses that are present but not e-mails (they are not sent). A visitor's address
+    repeats on every event, so results are memoised in a bounded table."""
 
     __slots__ = ("_known", "invalid")
     MEMO_SIZE = 65_536
@@ -119,8 +208,11 @@ class Identity:
             return None
         email = self._known.get(raw)
         if email is None:
+            if len(raw) > _MAX_RAW_EMAIL:  # not memoised: huge keys must not pile up
+                self.invalid += 1
+                return None
             email = raw.strip().lower()
-            if not _EMAIL_RE.fullmatch(email):
+            if not is_email(email):
                 email = ""
             if len(self._known) >= self.MEMO_SIZE:
                 self._known.clear()
@@ -136,39 +228,56 @@ def _tally(missing: Missing, event: str, field: str) -> None:
     missing[key] = missing.get(key, 0) + 1
 
 
-def _price(product: dict[str, Any]) -> float | None:
-    price = product.get("unitSalePrice")
-    return product.get("unitPrice") if price is None else price
-
-
 def _lines(
-    items: list[dict[str, Any]], event: str, missing: Missing, order: bool
+    items: list[dict[str, Any]], event: str, missing: Missing, order: bool, limits: Limits
 ) -> list[tuple[str, Line]]:
-    """Line items with a product id; the others are tallied as missing and left out."""
+    """Line items with a product id; the others are tallied as missing and left out.
+    A cart snapshot's line with quantity 0 is not in the cart: left out, not tallied.
+    The price is unitSalePrice, else unitPrice (the sale price then tallied as missing)."""
     out = []
+    max_quantity, max_price, max_id, max_text, _ = limits  # once per event, not per line
     for item in items:
         product = item["product"]
         product_id = product.get("id")
-        quantity = item.get("quantity")
         if not product_id:
             _tally(missing, event, "lineItems.product.id")
             continue
-        if product.get("name") is None:
-            _tally(missing, event, "lineItems.product.name")
-        if product.get("unitSalePrice") is None:
-            _tally(missing, event, "lineItems.product.unitSalePrice")
+        quantity = item.get("quantity")
         if quantity is None:
             _tally(missing, event, "lineItems.quantity")
             quantity = 1
-        if order and item.get("subtotal") is None:
-            _tally(missing, event, "lineItems.subtotal")
-        out.append(
-            (product_id, Line(product.get("name"), _price(product), quantity, item.get("subtotal")))
-        )
+        elif not (0 < quantity <= max_quantity):
+            if quantity == 0 and not order:
+                continue
+            raise _bad_quantity("lineItems.quantity", quantity, limits)
+        if len(product_id) > max_id:
+            raise _too_long("lineItems.product.id", product_id, limits)
+        name = product.get("name")
+        if name is None:
+            _tally(missing, event, "lineItems.product.name")
+        elif len(name) > max_text:
+            _tally(missing, event, "lineItems.product.name:too-long")
+            name = None
+        price = product.get("unitSalePrice")
+        if price is None:
+            _tally(missing, event, "lineItems.product.unitSalePrice")
+            price = product.get("unitPrice")
+            if price is not None and not (0.0 <= price <= max_price):
+                raise _bad_amount("lineItems.product.unitPrice", price, limits)
+        elif not (0.0 <= price <= max_price):
+            raise _bad_amount("lineItems.product.unitSalePrice", price, limits)
+        subtotal = None
+        if order:
+            subtotal = item.get("subtotal")
+            if subtotal is None:
+                _tally(missing, event, "lineItems.subtotal")
+            elif not (0.0 <= subtotal <= max_price):
+                raise _bad_amount("lineItems.subtotal", subtotal, limits)
+        out.append((product_id, Line(name, price, quantity, subtotal)))
     return out
 
 
-def _viewed_page(ev: Event, email: str | None, missing: Missing) -> PageView:
+def _viewed_page(ev: Event, email: str | None, missing: Missing, limits: Limits) -> PageView:
     name = "Viewed Page"
     if email is None:
         _tally(missing, name, "user.email")
@@ -177,86 +286,141 @@ def _viewed_page(ev: Event, email: str | None, missing: Missing) -> PageView:
     if not cart_id:
         _tally(missing, name, "cart.id")
         return PageView(ev["id"], ev["timestamp"], None, email, None)
-    if cart.get("total") is None:
+    if len(cart_id) > limits.max_id_chars:
+        raise _too_long("cart.id", cart_id, limits)
+    total = cart.get("total")
+    if total is None:
         _tally(missing, name, "cart.total")
-    if cart.get("checkoutStep") is None:
+    elif not (0.0 <= total <= limits.max_price):
+        raise _bad_amount("cart.total", total, limits)
+    step = cart.get("checkoutStep")
+    if step is None:
         _tally(missing, name, "cart.checkoutStep")
-    lines = dict(_lines(cart.get("lineItems") or [], name, missing, order=False))
-    snapshot = Snapshot(cart.get("total"), cart.get("checkoutStep"), lines)
-    return PageView(ev["id"], ev["timestamp"], cart_id, email, snapshot)
+    elif not (0 <= step <= limits.max_checkout_step):
+        _tally(missing, name, "cart.checkoutStep:out-of-range")
+        step = None
+    lines = dict(_lines(cart.get("lineItems") or [], name, missing, False, limits))
+    return PageView(ev["id"], ev["timestamp"], cart_id, email, Snapshot(total, step, lines))
 
 
-def _cart_id(ev: Event) -> str | None:
+def _cart_id(ev: Event, limits: Limits) -> str | None:
+    """The event's cart.id, if any; too long: dead-lettered."""
     cart_id: str | None = (ev.get("cart") or _NONE).get("id")
+    if cart_id and len(cart_id) > limits.max_id_chars:
+        raise _too_long("cart.id", cart_id, limits)
     return cart_id
 
 
-def _viewed_product(ev: Event, email: str | None, missing: Missing) -> ProductView:
-    product = ev.get("product") or _NONE
-    product_id = product.get("id")
+def _product_id(product: dict[str, Any], limits: Limits) -> str:
+    product_id: str | None = product.get("id")
     if not product_id:
         raise InvalidEventError("product.id")
-    return ProductView(ev["id"], ev["timestamp"], _cart_id(ev), email, product_id)
+    if len(product_id) > limits.max_id_chars:
+        raise _too_long("product.id", product_id, limits)
+    return product_id
 
 
-def _line_change(added: bool) -> Callable[[Event, str | None, Missing], LineChange]:
+def _viewed_product(ev: Event, email: str | None, missing: Missing, limits: Limits) -> ProductView:
+    product_id = _product_id(ev.get("product") or _NONE, limits)
+    return ProductView(ev["id"], ev["timestamp"], _cart_id(ev, limits), email, product_id)
+
+
+def _line_change(added: bool) -> Handler:
     name = "Added Product" if added else "Removed Product"
 
-    def handler(ev: Event, email: str | None, missing: Missing) -> LineChange:
-        cart_id = _cart_id(ev)
+    def handler(ev: Event, email: str | None, missing: Missing, limits: Limits) -> LineChange:
+        cart_id = _cart_id(ev, limits)
         if not cart_id:
             raise InvalidEventError("cart.id")
         product = ev.get("product") or _NONE
-        product_id = product.get("id")
-        if not product_id:
-            raise InvalidEventError("product.id")
+        product_id = _product_id(product, limits)
         quantity = ev.get("quantity")
-        if added:
-            if product.get("name") is None:
-                _tally(missing, name, "product.name")
-            if product.get("unitSalePrice") is None:
-                _tally(missing, name, "product.unitSalePrice")
-            if quantity is None:
+        if quantity is None:
+            if added:
                 _tally(missing, name, "quantity")
+        elif not (0 < quantity <= limits.max_quantity):
+            raise _bad_quantity("quantity", quantity, limits)
+        if not added:  # takes units off the line: its name and price are not used
+            return LineChange(
+                ev["id"], ev["timestamp"], cart_id, email, product_id, False, quantity, None, None
+            )
+        product_name = product.get("name")
+        if product_name is None:
+            _tally(missing, name, "product.name")
+        elif len(product_name) > limits.max_text_chars:
+            _tally(missing, name, "product.name:too-long")
+            product_name = None
+        price = product.get("unitSalePrice")
+        if price is None:
+            _tally(missing, name, "product.unitSalePrice")
+            price = product.get("unitPrice")
+            if price is not None and not (0.0 <= price <= limits.max_price):
+                raise _bad_amount("product.unitPrice", price, limits)
+        elif not (0.0 <= price <= limits.max_price):
+            raise _bad_amount("product.unitSalePrice", price, limits)
         return LineChange(
             ev["id"],
             ev["timestamp"],
             cart_id,
             email,
             product_id,
-            added,
+            True,
             quantity,
-            product.get("name"),
-            _price(product),
+            product_name,
+            price,
         )
 
     return handler
 
 
-def _completed_transaction(ev: Event, email: str | None, missing: Missing) -> Purchase:
+_TX_AMOUNTS = ("total", "tax", "shippingCost")
+
+
+def _completed_transaction(
+    ev: Event, email: str | None, missing: Missing, limits: Limits
+) -> Purchase:
     name = "Completed Transaction"
     tx = ev.get("transaction") or _NONE
     order_id = tx.get("orderId")
     if not order_id:
         raise InvalidEventError("transaction.orderId")
-    for field in ("cartId", "total", "tax", "shippingCost", "affiliation"):
-        if tx.get(field) is None:
+    if len(order_id) > limits.max_id_chars:
+        raise _too_long("transaction.orderId", order_id, limits)
+    cart_id = tx.get("cartId")
+    if cart_id is None:
+        _tally(missing, name, "transaction.cartId")
+    if not cart_id:
+        cart_id = _cart_id(ev, limits)
+    elif len(cart_id) > limits.max_id_chars:
+        raise _too_long("transaction.cartId", cart_id, limits)
+    max_price = limits.max_price
+    for field in _TX_AMOUNTS:
+        value = tx.get(field)
+        if value is None:
             _tally(missing, name, f"transaction.{field}")
+        elif not (0.0 <= value <= max_price):
+            raise _bad_amount(f"transaction.{field}", value, limits)
+    affiliation = tx.get("affiliation")
+    if affiliation is None:
+        _tally(missing, name, "transaction.affiliation")
+    elif len(affiliation) > limits.max_text_chars:
+        _tally(missing, name, "transaction.affiliation:too-long")
+        affiliation = None
     return Purchase(
         ev["id"],
         ev["timestamp"],
-        tx.get("cartId") or _cart_id(ev),
+        cart_id,
         email,
         order_id,
-        tx.get("affiliation"),
+        affiliation,
         tx.get("total"),
         tx.get("tax"),
         tx.get("shippingCost"),
-        _lines(tx.get("lineItems") or [], name, missing, order=True),
+        _lines(tx.get("lineItems") or [], name, missing, True, limits),
     )
 
 
-HANDLERS: dict[str, Callable[[Event, str | None, Missing], Change]] = {
+HANDLERS: dict[str, Handler] = {
     "Viewed Page": _viewed_page,
     "Viewed Product Detail": _viewed_product,
     "Added Product": _line_change(added=True),
@@ -266,9 +430,14 @@ HANDLERS: dict[str, Callable[[Event, str | None, Missing], Change]] = {
 EVENT_NAMES = tuple(HANDLERS)
 
 
-def normalise(event: Event, identity: Identity, missing: Missing) -> Change | None:
+def normalise(
+    event: Event, identity: Identity, missing: Missing, limits: Limits = DEFAULT_LIMITS
+) -> Change | None:
     """The event's Change, or None for an event name outside the vocabulary."""
     handler = HANDLERS.get(event["name"])
     if handler is None:
         return None
-    return handler(event, identity.email(event), missing)
+    event_id = event["id"]
+    if not 0 < len(event_id) <= limits.max_id_chars:
+        raise _too_long("id", event_id, limits) if event_id else InvalidEventError("id")
+    return handler(event, identity.email(event), missing, limits)

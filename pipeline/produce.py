@@ -1,15 +1,19 @@
 """Realistic shop traffic for the demo, the tests and the benchmark.
 
 Visitors browse, add and remove, some buy and some abandon; each visitor's events are
-keyed by its cart id. On request, replays (the same event id again) and bad records
-(undecodable bytes, events missing what they need, event names outside the
-vocabulary) are mixed in. Deterministic for a seed.
+keyed by its cart id, and event ids are UUIDs (as DigitalDataManager makes them). Now
+and then a product goes on sale for a visitor: the cart page shows the new unit price
+(a price-only change of the cart) and later adds and orders use it. On request,
+replays (the same event id again) and bad records (undecodable bytes, events missing
+what they need, event names outside the vocabulary) are mixed in. Deterministic for a
+seed: ids and prices come from the seeded generator too.
 """
 
 from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,15 +25,23 @@ Event = dict[str, Any]
 _PRODUCTS = [(f"sku-{i}", f"Product {i}", round(99.0 + (i * 37) % 4900, 2)) for i in range(200)]
 
 
+_SALE_FACTORS = (0.7, 0.75, 0.8, 0.85, 0.9)
+
+
 class _Visitor:
-    __slots__ = ("cart_id", "email", "lines", "orders", "step")
+    __slots__ = ("cart_id", "email", "lines", "orders", "prices", "step")
 
     def __init__(self, cart_id: str, email: str | None) -> None:
         self.cart_id = cart_id
         self.email = email
         self.lines: dict[str, int] = {}
+        self.prices: dict[str, float] = {}  # product id -> the price this visitor now sees
         self.step = 1
         self.orders = 0
+
+    def product(self, pid: str) -> dict[str, Any]:
+        _, name, price = _PRODUCTS[int(pid[4:])]
+        return {"id": pid, "name": name, "unitSalePrice": self.prices.get(pid, price)}
 
 
 class ShopTraffic:
@@ -46,6 +58,7 @@ class ShopTraffic:
         duplicate_rate: float = 0.0,
         invalid_rate: float = 0.0,
         email_rate: float = 0.7,
+        sale_rate: float = 0.02,
         clock: Callable[[], int] | None = None,
         prefix: str = "c",
     ) -> None:
@@ -53,10 +66,10 @@ class ShopTraffic:
         self._duplicate_rate = duplicate_rate
         self._invalid_rate = invalid_rate
         self._email_rate = email_rate
+        self._sale_rate = sale_rate
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._prefix = prefix
         self._next_visitor = 0
-        self._next_event = 0
         self._visitors = [self._new_visitor() for _ in range(visitors)]
         self._last: tuple[str, Event] | None = None
 
@@ -67,9 +80,8 @@ class ShopTraffic:
         return _Visitor(f"{self._prefix}-{n}", email)
 
     def _event(self, name: str, visitor: _Visitor, **fields: Any) -> Event:
-        self._next_event += 1
         event: Event = {
-            "id": f"{visitor.cart_id}-e{self._next_event}",
+            "id": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
             "name": name,
             "timestamp": self._clock(),
             "cart": {"id": visitor.cart_id},
@@ -80,16 +92,16 @@ class ShopTraffic:
         return event
 
     @staticmethod
-    def _line(pid: str, quantity: int) -> dict[str, Any]:
-        _, name, price = _PRODUCTS[int(pid[4:])]
+    def _line(visitor: _Visitor, pid: str, quantity: int) -> dict[str, Any]:
+        product = visitor.product(pid)
         return {
-            "product": {"id": pid, "name": name, "unitSalePrice": price},
+            "product": product,
             "quantity": quantity,
-            "subtotal": round(price * quantity, 2),
+            "subtotal": round(product["unitSalePrice"] * quantity, 2),
         }
 
     def _snapshot(self, visitor: _Visitor) -> dict[str, Any]:
-        items = [self._line(pid, q) for pid, q in visitor.lines.items()]
+        items = [self._line(visitor, pid, q) for pid, q in visitor.lines.items()]
         return {
             "id": visitor.cart_id,
             "checkoutStep": visitor.step,
@@ -100,13 +112,15 @@ class ShopTraffic:
     def _step(self, visitor: _Visitor) -> tuple[Event | None, bool]:
         """The visitor's next event, and whether the visit ends with it."""
         rng = self._rng
+        if rng.random() < self._sale_rate:
+            return self._sale(visitor), False
         roll = rng.random()
         if roll < 0.35:
             if rng.random() < 0.05 and not visitor.email:
                 visitor.email = f"late{visitor.cart_id}@example.com"
             return self._event("Viewed Page", visitor, cart=self._snapshot(visitor)), False
-        pid, name, price = _PRODUCTS[rng.randrange(len(_PRODUCTS))]
-        product = {"id": pid, "name": name, "unitSalePrice": price}
+        pid = _PRODUCTS[rng.randrange(len(_PRODUCTS))][0]
+        product = visitor.product(pid)
         if roll < 0.65:
             return self._event("Viewed Product Detail", visitor, product=product), False
         if roll < 0.85:
@@ -115,7 +129,6 @@ class ShopTraffic:
             return self._event("Added Product", visitor, product=product, quantity=quantity), False
         if roll < 0.90 and visitor.lines:
             pid = rng.choice(list(visitor.lines))
-            _, name, price = _PRODUCTS[int(pid[4:])]
             taken: int | None = None
             if rng.random() < 0.5 or visitor.lines[pid] == 1:
                 del visitor.lines[pid]
@@ -126,11 +139,11 @@ class ShopTraffic:
                 "Removed Product",
                 visitor,
                 quantity=taken,
-                product={"id": pid, "name": name, "unitSalePrice": price},
+                product=visitor.product(pid),
             ), False
         if roll < 0.94 and visitor.lines:
             visitor.orders += 1
-            items = [self._line(p, q) for p, q in visitor.lines.items()]
+            items = [self._line(visitor, p, q) for p, q in visitor.lines.items()]
             total = round(sum(item["subtotal"] for item in items), 2)
             event = self._event(
                 "Completed Transaction",
@@ -150,6 +163,21 @@ class ShopTraffic:
             visitor.step = min(visitor.step + 1, 4)
             return None, False
         return None, True  # abandons the cart
+
+    def _sale(self, visitor: _Visitor) -> Event:
+        """A product's price changes (a sale starts, or a sale price moves) for the visitor;
+        the cart page then shows it: for a product in the cart, a price-only change."""
+        rng = self._rng
+        if visitor.lines and rng.random() < 0.8:
+            pid = rng.choice(list(visitor.lines))
+        else:
+            pid = _PRODUCTS[rng.randrange(len(_PRODUCTS))][0]
+        base = _PRODUCTS[int(pid[4:])][2]
+        price = round(base * rng.choice(_SALE_FACTORS), 2)
+        if price == visitor.prices.get(pid):  # the same sale again: back to the list price
+            price = base
+        visitor.prices[pid] = price
+        return self._event("Viewed Page", visitor, cart=self._snapshot(visitor))
 
     def _invalid(self) -> tuple[str, Event | None, bytes | None]:
         kind = self._rng.randrange(3)

@@ -16,13 +16,15 @@ from .metrics import Metrics
 
 
 class Health:
-    """What /readyz judges: assigned, delivering, polling, not restoring."""
+    """What /readyz judges: assigned, delivering, polling, broker answering, not
+    restoring."""
 
     def __init__(self, poll_stale_s: float) -> None:
         self.poll_stale_s = poll_stale_s
         self.assigned = 0
         self.unauthorized = False
         self.restoring = 0
+        self.broker_down_s = 0.0
         self.last_poll = time.monotonic()
 
     def problems(self) -> list[str]:
@@ -31,6 +33,8 @@ class Health:
             problems.append("no partitions assigned")
         if self.unauthorized:
             problems.append("Journey refuses the account key (401/403)")
+        if self.broker_down_s:
+            problems.append(f"Kafka broker unreachable for {self.broker_down_s:.0f} s")
         if self.restoring:
             problems.append("restoring partition state")
         if time.monotonic() - self.last_poll > self.poll_stale_s:

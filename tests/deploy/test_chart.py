@@ -354,6 +354,18 @@ def test_the_pipeline_accepts_the_rendered_settings(
     assert settings.kafka["security.protocol"] == release.merged("kafka", "securityProtocol")
 
 
+def test_every_pipeline_option_is_set_by_the_chart(chart: helm.Chart) -> None:
+    """A new OFSYS_* option must reach the chart's values (with the optional ones set)."""
+    values = {
+        "kafka": {"dlqTopic": "events.dead", "schemaRegistryUrl": "http://registry:8081"},
+        "journey": {"accountKey": ACCOUNT_KEY},
+        "triggers": {"topic": "events.triggers"},
+    }
+    environment = _environment(render(chart, values))
+    missing = [option.env for option in config.OPTIONS if option.env not in environment]
+    assert not missing, f"options the chart cannot set: {missing}"
+
+
 def test_kafka_security_reaches_librdkafka(releases: dict[str, Release]) -> None:
     release = releases["sasl-scram-tls"]
     kafka = config.load(_environment(release)).kafka

@@ -9,7 +9,7 @@ from confluent_kafka.admin import AdminClient
 
 from pipeline import topics
 from pipeline.broker import EmbeddedBroker
-from pipeline.dedupe import PartitionState
+from pipeline.dedupe import Cart, PartitionState
 from pipeline.journey_emulator import JourneyEmulator
 from pipeline.normalise import Identity, normalise
 from pipeline.produce import Encoder, ShopTraffic
@@ -55,22 +55,47 @@ def oracle(family: SchemaFamily, values: list[bytes]) -> PartitionState:
     return state
 
 
-def journey_view(journey: JourneyEmulator) -> tuple[dict[str, dict[str, int]], list[str]]:
-    """Replay the ledger: cart lines as Journey holds them, and transactions received."""
-    carts: dict[str, dict[str, int]] = {}
+CartLines = dict[str, tuple[int, float | None, str | None]]  # pid -> (quantity, price, name)
+CartView = tuple[float | None, CartLines]  # (TotalPrice, lines)
+
+
+def _money(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def journey_view(journey: JourneyEmulator) -> tuple[dict[str, CartView], list[str]]:
+    """Replay the ledger: each cart as Journey holds it (the TotalPrice of its last
+    AddCart/UpdateCart, and per product the quantity, unit price and name of its last
+    AddCartItem), and the transactions received."""
+    carts: dict[str, tuple[list[float | None], CartLines]] = {}
     transactions = []
     for command in journey.ledger()["commands"]:
         call, args = command["call"], command["args"]
         if call == "ECommerce.AddCart":
-            carts[args["idCart"]] = {}
+            carts[args["idCart"]] = ([_money(args.get("TotalPrice"))], {})
+        elif call == "ECommerce.UpdateCart":
+            carts[args["idCart"]][0][0] = _money(args.get("TotalPrice"))
         elif call == "ECommerce.AddCartItem":
-            carts[args["idCart"]][args["idProduct"]] = args["quantity"]
+            carts[args["idCart"]][1][args["idProduct"]] = (
+                args["quantity"],
+                _money(args.get("priceunit")),
+                args.get("productName"),
+            )
         elif call == "ECommerce.RemoveCartItem":
-            del carts[args["idCart"]][args["idProduct"]]
+            del carts[args["idCart"]][1][args["idProduct"]]
         elif call == "ECommerce.AddTransaction":
             transactions.append(args["idTransaction"])
             carts.pop(args.get("idCart"), None)
-    return carts, transactions
+    return {cid: (total[0], lines) for cid, (total, lines) in carts.items()}, transactions
+
+
+def truth_view(cart: Cart) -> CartView:
+    """A true cart in the form `journey_view` gives: its total, and per product the
+    quantity, unit price and name."""
+    return (
+        _money(cart.total),
+        {pid: (line.quantity, _money(line.price), line.name) for pid, line in cart.lines.items()},
+    )
 
 
 def shop_records(family: SchemaFamily, count: int, seed: int) -> list[tuple[str, bytes]]:
@@ -102,13 +127,17 @@ def assert_nothing_lost_or_doubled(
     journey: JourneyEmulator, family: SchemaFamily, records: list[tuple[str, bytes]]
 ) -> None:
     """Journey holds what an uninterrupted run over the same input gives (the events
-    folded by one state in order: the final carts and the transactions), and no
-    logical command twice."""
+    folded by one state in order: the final carts, with their quantities, unit prices,
+    product names and totals, and the transactions), and no logical command twice."""
     truth = oracle(family, [value for _, value in records])
     carts, transactions = journey_view(journey)
     assert distinct_duplicates(journey) == 0
     assert sorted(transactions) == sorted(truth.orders)
-    open_carts = {cid: cart.sent_lines for cid, cart in truth.carts.items() if cart.created}
+    true_carts = {
+        cid: Cart.load(cart) if isinstance(cart, bytes) else cart
+        for cid, cart in truth.carts.items()
+    }
+    open_carts = {cid: truth_view(cart) for cid, cart in true_carts.items() if cart.created}
     held = {cid: carts.get(cid) for cid in open_carts}
     wrong = {cid: (held[cid], want) for cid, want in open_carts.items() if held[cid] != want}
     if wrong:
@@ -120,6 +149,7 @@ def assert_nothing_lost_or_doubled(
         ]
         raise AssertionError(
             f"{len(wrong)} of {len(open_carts)} carts differ; {first}: "
-            f"Journey {wrong[first][0]}, truth {wrong[first][1]}; its commands: "
+            f"Journey (total, {{product: (quantity, price, name)}}) {wrong[first][0]}, "
+            f"truth {wrong[first][1]}; its commands: "
             f"{trail}"
         )

@@ -40,8 +40,15 @@ def family() -> SchemaFamily:
 
 @pytest.fixture
 def journey() -> Iterator[JourneyEmulator]:
+    """A Journey emulator; at teardown, asserts no command id arrived with two contents."""
     with JourneyEmulator(account_key=KEY) as emulator:
         yield emulator
+    ledger = emulator.ledger()
+    examples = orjson.dumps(ledger["conflict_examples"], option=orjson.OPT_INDENT_2).decode()
+    assert ledger["conflicts"] == 0, (
+        f"{ledger['conflicts']} commands reused an id with different content "
+        f"(Journey keeps the first copy); examples {{id, first, then}}:\n{examples}"
+    )
 
 
 @pytest.fixture

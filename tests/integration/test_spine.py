@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from typing import Any
 
+import orjson
 import pytest
 
 from pipeline.broker import EmbeddedBroker
@@ -64,12 +67,18 @@ SESSION.append(SESSION[-1])  # the same event delivered twice
 SESSION.append({**SESSION[-1], "id": "e7", "timestamp": T0 + 7000})  # thank-you page reload
 
 A = "anna@example.ru"
-# ... and commands out: (id, call, args), every command carrying cartId and email.
+# ... and commands out: (id, call, args), every command carrying cartId and email. The
+# cart's net changes have ids `<cart>@<version>.<digest>/<n>`, the digest 8 hex digits of
+# blake2b over the orjson of (ts, email, [(call, args), ...]) of the change, ts being the
+# cart's last activity: e1 for the first change, e5 for the second (`assert_net_ids`).
+CHANGE_1 = "c-1042@1.7d6cb348/"
+CHANGE_2 = "c-1042@2.3e022ace/"
+CHANGE_TS = {CHANGE_1: T0 + 1000, CHANGE_2: T0 + 5000}
 EXPECTED = [
     ("e1/0", "Track", {"f_EMail": A}),
-    ("c-1042@1/0", "ECommerce.AddCart", {"idCart": CART, "TotalPrice": 2490.0, "status": 1}),
+    (CHANGE_1 + "0", "ECommerce.AddCart", {"idCart": CART, "TotalPrice": 2490.0, "status": 1}),
     (
-        "c-1042@1/1",
+        CHANGE_1 + "1",
         "ECommerce.AddCartItem",
         {
             "idCart": CART,
@@ -79,11 +88,11 @@ EXPECTED = [
             "priceunit": 2490.0,
         },
     ),
-    ("c-1042@1/2", "ECommerce.SubmitCart", {"idCart": CART}),
+    (CHANGE_1 + "2", "ECommerce.SubmitCart", {"idCart": CART}),
     ("e2/0", "ECommerce.ProductView", {"idProduct": "sku-9"}),
-    ("c-1042@2/0", "ECommerce.UpdateCart", {"idCart": CART, "TotalPrice": 5370.0, "status": 1}),
+    (CHANGE_2 + "0", "ECommerce.UpdateCart", {"idCart": CART, "TotalPrice": 5370.0, "status": 1}),
     (
-        "c-1042@2/1",
+        CHANGE_2 + "1",
         "ECommerce.AddCartItem",
         {
             "idCart": CART,
@@ -94,7 +103,7 @@ EXPECTED = [
         },
     ),
     (
-        "c-1042@2/2",
+        CHANGE_2 + "2",
         "ECommerce.AddCartItem",
         {
             "idCart": CART,
@@ -104,7 +113,7 @@ EXPECTED = [
             "priceunit": 390.0,
         },
     ),
-    ("c-1042@2/3", "ECommerce.SubmitCart", {"idCart": CART}),
+    (CHANGE_2 + "3", "ECommerce.SubmitCart", {"idCart": CART}),
     (
         "e6/0",
         "ECommerce.AddTransaction",
@@ -151,6 +160,37 @@ def ledger(journey: JourneyEmulator) -> list[tuple[str, str, dict[str, Any]]]:
     return [(c["id"], c["call"], c["args"]) for c in journey.ledger()["commands"]]
 
 
+def digest(payload: Any) -> str:
+    return hashlib.blake2b(orjson.dumps(payload), digest_size=4).hexdigest()
+
+
+def assert_net_ids(commands: list[dict[str, Any]]) -> None:
+    """The worked example's net changes as Journey received them: ids of the form
+    `<cart>@<version>.<8 hex>/<n>`, at the cart's last activity, the digest that of what
+    each change says (so the literal ids above are the rule's, not copied output)."""
+    changes: dict[str, list[dict[str, Any]]] = {}
+    for c in commands:
+        match = re.fullmatch(r"(.+@[0-9]+\.[0-9a-f]{8}/)([0-9]+)", c["id"])
+        if match is not None:
+            group = changes.setdefault(match[1], [])
+            assert int(match[2]) == len(group), c["id"]
+            group.append(c)
+    assert list(changes) == [CHANGE_1, CHANGE_2]
+    for prefix, group in changes.items():
+        assert {(c["ts"], c["email"]) for c in group} == {(CHANGE_TS[prefix], A)}
+        said = (CHANGE_TS[prefix], A, [(c["call"], c["args"]) for c in group])
+        assert prefix == f"{prefix.split('.')[0]}.{digest(said)}/", prefix
+
+
+def test_the_worked_examples_ids_are_the_digests_of_what_they_say() -> None:
+    """The expected ids themselves, checked against the rule (no broker needed)."""
+    commands = []
+    for i, call, args in EXPECTED:
+        ts = CHANGE_TS.get(i[: i.rfind("/") + 1])  # the net changes' ts; the rest: not used
+        commands.append({"id": i, "ts": ts, "email": A, "call": call, "args": args})
+    assert_net_ids(commands)
+
+
 @pytest.mark.parametrize("framing", ["single-object", "confluent"])
 def test_worked_example_end_to_end(
     broker: EmbeddedBroker,
@@ -172,6 +212,7 @@ def test_worked_example_end_to_end(
         wait_committed(broker, f"g-{topic}", topic, len(SESSION), 30, "the commit")
     assert ledger(journey) == EXPECTED
     assert {(c["cartId"], c["email"]) for c in journey.ledger()["commands"]} == {(CART, A)}
+    assert_net_ids(journey.ledger()["commands"])
     assert (
         pipeline.sample("ofsys_events_total", event="Completed Transaction", outcome="duplicate")
         == 2

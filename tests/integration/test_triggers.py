@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
+import orjson
 from confluent_kafka import Producer
 
 from pipeline.broker import EmbeddedBroker
@@ -42,6 +44,17 @@ def triggers(journey: JourneyEmulator, name: str = "AbandonedCart") -> dict[str,
         if command["call"] == "Trigger" and command["args"]["name"] == name:
             found.setdefault(command["cartId"], []).append(command)
     return found
+
+
+def assert_trigger_ids(commands: list[dict[str, Any]]) -> None:
+    """Trigger ids are `<cart>@abandoned@<last activity>.<digest>` (browse: `@browse@`),
+    the digest 8 hex digits of blake2b over the orjson of the args as sent."""
+    kinds = {"AbandonedCart": "abandoned", "BrowseAbandonment": "browse"}
+    for c in commands:
+        args = c["args"]
+        digest = hashlib.blake2b(orjson.dumps(args), digest_size=4).hexdigest()
+        key = c["cartId"] or args["email"]
+        assert c["id"] == f"{key}@{kinds[args['name']]}@{args['lastActivity']}.{digest}", c
 
 
 def trigger_records(broker: EmbeddedBroker, topic: str, expected: int) -> list[dict[str, Any]]:
@@ -98,6 +111,7 @@ def test_abandoned_carts_fire_once_by_the_rules(
     fired = triggers(journey)
     assert sorted(fired) == ["busy", "no-email", "quiet"]
     assert all(len(commands) == 1 for commands in fired.values())
+    assert_trigger_ids([commands[0] for commands in fired.values()])
     quiet = fired["quiet"][0]["args"]
     assert quiet["TotalPrice"] == 2 * 2490.0 + 390.0
     assert quiet["items"] == [
@@ -144,6 +158,7 @@ def test_browse_abandonment_fires_once_and_not_after_an_add(
     fired = triggers(journey, "BrowseAbandonment")
     assert list(fired) == ["looker"]
     assert fired["looker"][0]["args"]["viewedProducts"] == ["p2", "p1"]
+    assert_trigger_ids(fired["looker"])
 
 
 def test_kill_9_around_the_due_time_fires_exactly_once(
@@ -182,6 +197,7 @@ def test_kill_9_around_the_due_time_fires_exactly_once(
         fired = triggers(journey)
         assert sorted(fired) == sorted(carts)
         assert all(len(commands) == 1 for commands in fired.values())
+        assert_trigger_ids([commands[0] for commands in fired.values()])
         records = trigger_records(broker, topic, len(carts))
         assert sorted({r["id"] for r in records}) == sorted(c[0]["id"] for c in fired.values())
         assert third.terminate() == 0

@@ -68,6 +68,9 @@ def test_load_with_defaults() -> None:
         triggers_topic="site-events.triggers",
         partitioner="murmur2",
         consume_batch=2000,
+        broker_outage_s=300.0,
+        max_clock_skew_s=300,
+        max_quantity=10_000,
         log_level="INFO",
         kafka={},
     )

@@ -7,23 +7,36 @@ Two independent models check `PartitionState`:
 - `Journey` replays the emitted command stream the way Journey would hold it, and
   checks the stream's shape (order within a flush, no nulls, unique ids, AddCart only
   for a new cart, each transaction once).
-After every flush, what Journey holds must be the true cart.
+After every flush, what Journey holds must be the true cart: its lines with their
+quantities, unit prices and names, its total and its status.
+
+Net-change ids are `<cart id>@<version>.<digest>/<n>`, the digest being 8 hex digits of
+blake2b over the orjson of `(ts, email, [(call, args), ...])` of that net change; the
+tests restate that rule (`digest`, `net`, `check_net_ids`) rather than call the
+implementation's, so an id with the wrong digest fails them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.dedupe import Command, PartitionState
+from pipeline import dedupe
+from pipeline.dedupe import MAX_CART_LINES, Command, PartitionState
+from pipeline.errors import InvalidEventError
 from pipeline.normalise import Identity, Missing, normalise
+from pipeline.triggers import TriggerSettings
 
 Event = dict[str, Any]
 T0 = 1764000000000
+MIN = 60_000
 
 # ----------------------------------------------------------------------------------------
 # helpers shared by the examples
@@ -67,8 +80,14 @@ def page(
     step: int | None = 1,
     lines: tuple[tuple[str, int], ...] = (),
     email: str | None = None,
+    prices: dict[str, float] | None = None,
 ) -> Event:
-    items = [{"product": prod(pid), "quantity": q, "subtotal": None} for pid, q in lines]
+    """A Viewed Page with a cart snapshot; its lines at 2490.0 unless `prices` says."""
+    prices = prices or {}
+    items = [
+        {"product": prod(pid, price=prices.get(pid, 2490.0)), "quantity": q, "subtotal": None}
+        for pid, q in lines
+    ]
     return ev(
         event_id,
         "Viewed Page",
@@ -130,6 +149,71 @@ def cmd(cid: str, call: str, args: dict[str, Any], cart: str | None = "c-1", **k
 
 
 # ----------------------------------------------------------------------------------------
+# the id rule of a cart's net change, restated
+
+
+def digest(payload: Any) -> str:
+    """8 hex digits of blake2b over the orjson of `payload` (args in the order sent)."""
+    return hashlib.blake2b(orjson.dumps(payload), digest_size=4).hexdigest()
+
+
+def net(
+    version: int,
+    *calls_: tuple[str, dict[str, Any]],
+    cart: str = "c-1",
+    ts: int = T0,
+    email: str | None = None,
+) -> list[Command]:
+    """The commands of one net change of `cart`, with the ids the rule gives them."""
+    prefix = f"{cart}@{version}.{digest((ts, email, list(calls_)))}/"
+    return [
+        cmd(prefix + str(n), call, args, cart, ts=ts, email=email)
+        for n, (call, args) in enumerate(calls_)
+    ]
+
+
+NET_ID = re.compile(
+    r"(?P<change>(?P<cart>.+)@(?P<version>[0-9]+)\.(?P<digest>[0-9a-f]{8}))/(?P<n>[0-9]+)"
+)
+
+
+def check_net_ids(commands: list[Command]) -> None:
+    """Every net-change command has an id `<cart>@<version>.<8 hex>/<n>`, its change's
+    commands come together with n = 0, 1, ..., and the digest is that of what the change
+    says: (ts, email, [(call, args), ...]). Per-event commands are `<event id>/<n>`."""
+    groups: dict[str, list[Command]] = {}
+    order: list[str] = []
+    for c in commands:
+        match = NET_ID.fullmatch(c["id"])
+        if c["call"] in NET_CALLS:
+            assert match is not None, f"net-change command with id {c['id']!r}"
+            assert match["cart"] == c["cartId"] == c["args"]["idCart"], c
+            change = match["change"]
+            if change not in groups:
+                order.append(change)
+            elif order[-1] != change:
+                raise AssertionError(f"the commands of {change} are not together")
+            group = groups.setdefault(change, [])
+            assert int(match["n"]) == len(group), f"{c['id']} out of order"
+            group.append(c)
+        else:
+            assert match is None and re.fullmatch(r".+/[0-9]+", c["id"]), c["id"]
+    for change, group in groups.items():
+        assert len({(c["ts"], c["email"]) for c in group}) == 1, change
+        said = (group[0]["ts"], group[0]["email"], [(c["call"], c["args"]) for c in group])
+        assert change.rsplit(".", 1)[1] == digest(said), f"{change}: digest of another content"
+
+
+NET_CALLS = (
+    "ECommerce.AddCart",
+    "ECommerce.UpdateCart",
+    "ECommerce.AddCartItem",
+    "ECommerce.RemoveCartItem",
+    "ECommerce.SubmitCart",
+)
+
+
+# ----------------------------------------------------------------------------------------
 # examples
 
 
@@ -138,18 +222,21 @@ def test_added_twice_is_one_net_change_with_the_summed_quantity() -> None:
     out = f.feed(added("e-1", quantity=2), added("e-2", ts=T0 + 5))  # no quantity: 1
     item = {"idCart": "c-1", "idProduct": "sku-7", "quantity": 3}
     item |= {"productName": "Kettle", "priceunit": 2490.0}
-    assert out == [
-        cmd("c-1@1/0", "ECommerce.AddCart", {"idCart": "c-1", "TotalPrice": 7470.0}, ts=T0 + 5),
-        cmd("c-1@1/1", "ECommerce.AddCartItem", item, ts=T0 + 5),
-        cmd("c-1@1/2", "ECommerce.SubmitCart", {"idCart": "c-1"}, ts=T0 + 5),
-    ]
+    assert out == net(
+        1,
+        ("ECommerce.AddCart", {"idCart": "c-1", "TotalPrice": 7470.0}),
+        ("ECommerce.AddCartItem", item),
+        ("ECommerce.SubmitCart", {"idCart": "c-1"}),
+        ts=T0 + 5,
+    )
 
 
 def test_added_with_a_given_quantity_adds_it_to_the_existing_line() -> None:
     f = Feeder()
     f.feed(page("e-1", total=4980.0, step=2, lines=(("sku-7", 2),)))
     out = f.feed(added("e-2", quantity=3))
-    assert calls(out) == [
+    assert out == net(
+        2,
         ("ECommerce.UpdateCart", {"idCart": "c-1", "TotalPrice": 12450.0, "status": 2}),
         (
             "ECommerce.AddCartItem",
@@ -162,8 +249,7 @@ def test_added_with_a_given_quantity_adds_it_to_the_existing_line() -> None:
             },
         ),
         ("ECommerce.SubmitCart", {"idCart": "c-1"}),
-    ]
-    assert [c["id"] for c in out] == ["c-1@2/0", "c-1@2/1", "c-1@2/2"]
+    )
 
 
 def test_snapshot_is_sent_as_add_cart_with_its_lines() -> None:
@@ -384,10 +470,15 @@ def test_transaction_sends_the_carts_pending_change_first_and_closes_it() -> Non
     f = Feeder()
     f.feed(added("e-1"))
     out = f.feed(added("e-2"), order("e-3"))
-    assert [(c["id"], c["call"]) for c in out] == [
-        ("c-1@2/0", "ECommerce.UpdateCart"),
-        ("c-1@2/1", "ECommerce.AddCartItem"),
-        ("c-1@2/2", "ECommerce.SubmitCart"),
+    item = {"idCart": "c-1", "idProduct": "sku-7", "quantity": 2}
+    item |= {"productName": "Kettle", "priceunit": 2490.0}
+    assert out[:3] == net(
+        2,
+        ("ECommerce.UpdateCart", {"idCart": "c-1", "TotalPrice": 4980.0}),
+        ("ECommerce.AddCartItem", item),
+        ("ECommerce.SubmitCart", {"idCart": "c-1"}),
+    )
+    assert [(c["id"], c["call"]) for c in out[3:]] == [
         ("e-3/0", "ECommerce.AddTransaction"),
         ("e-3/1", "ECommerce.SubmitTransaction"),
     ]
@@ -395,9 +486,13 @@ def test_transaction_sends_the_carts_pending_change_first_and_closes_it() -> Non
     assert (closed.lines, closed.created, closed.sent_lines) == ({}, False, {})
     # the next change of that cart id is a new cart, with new command ids
     out = f.feed(added("e-4", quantity=4))
-    assert out[0]["id"] == "c-1@3/0"
-    assert calls(out)[0] == ("ECommerce.AddCart", {"idCart": "c-1", "TotalPrice": 9960.0})
-    assert calls(out)[1][1]["quantity"] == 4
+    item |= {"quantity": 4}
+    assert out == net(
+        3,
+        ("ECommerce.AddCart", {"idCart": "c-1", "TotalPrice": 9960.0}),
+        ("ECommerce.AddCartItem", item),
+        ("ECommerce.SubmitCart", {"idCart": "c-1"}),
+    )
 
 
 def test_transaction_cart_falls_back_to_the_events_cart_id() -> None:
@@ -451,23 +546,27 @@ def test_command_ids_are_deterministic() -> None:
         f = Feeder()
         outputs.append([f.feed(*events[:3]), f.feed(*events[3:])])
     assert outputs[0] == outputs[1]
+    for flush in outputs[0]:
+        check_net_ids(flush)
     ids = [c["id"] for flush in outputs[0] for c in flush]
+    # literal, digests included: a replay after an upgrade must re-send the same ids, so
+    # the rule may not change between releases
     assert ids == [
         "e-1/0",
-        "c-1@1/0",  # c-1's pending change leaves before its ProductView (event order)
-        "c-1@1/1",
-        "c-1@1/2",
+        "c-1@1.27e2e845/0",  # c-1's pending change leaves before its ProductView (event order)
+        "c-1@1.27e2e845/1",
+        "c-1@1.27e2e845/2",
         "e-3/0",
-        "c-2@1/0",
-        "c-2@1/1",
-        "c-2@1/2",
+        "c-2@1.897179b0/0",
+        "c-2@1.897179b0/1",
+        "c-2@1.897179b0/2",
         "e-5/0",
         "e-5/1",
         "e-5/2",
-        "c-1@2/0",
-        "c-1@2/1",
-        "c-1@2/2",
-        "c-1@2/3",
+        "c-1@2.a887ca92/0",
+        "c-1@2.a887ca92/1",
+        "c-1@2.a887ca92/2",
+        "c-1@2.a887ca92/3",
     ]
 
 
@@ -486,8 +585,11 @@ def test_reopened_cart_gets_new_command_ids() -> None:
     f = Feeder()
     first = f.feed(added("e-1"))
     second = f.feed(order("e-2"), added("e-3", quantity=2))
+    check_net_ids(first)
+    check_net_ids(second)
     ids = [c["id"] for c in first + second]
-    assert ids[:3] == ["c-1@1/0", "c-1@1/1", "c-1@1/2"]
+    versions = [m["version"] if (m := NET_ID.fullmatch(i)) else None for i in ids]
+    assert versions == ["1"] * 3 + [None] * 2 + ["2"] * 3, ids  # e-2/0, e-2/1: the order
     assert len(set(ids)) == len(ids), ids
 
 
@@ -497,20 +599,112 @@ def test_removing_from_a_closed_cart_sends_nothing() -> None:
     assert f.feed(removed("e-3")) == []
 
 
+def test_a_new_unit_price_at_the_same_quantity_is_sent() -> None:
+    f = Feeder()
+    f.feed(page("e-1", total=100.0, lines=(("p1", 1),), prices={"p1": 100.0}))
+    out = f.feed(page("e-2", total=80.0, lines=(("p1", 1),), prices={"p1": 80.0}))
+    item = {"idCart": "c-1", "idProduct": "p1", "quantity": 1}
+    item |= {"productName": "Kettle", "priceunit": 80.0}
+    assert out == net(
+        2,
+        ("ECommerce.UpdateCart", {"idCart": "c-1", "TotalPrice": 80.0, "status": 1}),
+        ("ECommerce.AddCartItem", item),
+        ("ECommerce.SubmitCart", {"idCart": "c-1"}),
+    )
+    # and a new product name alone, too; the same line again is no news
+    renamed = page("e-3", total=80.0, lines=(("p1", 1),), prices={"p1": 80.0})
+    renamed["cart"]["lineItems"][0]["product"]["name"] = "Kettle 2"
+    out = f.feed(renamed)
+    assert calls(out)[1] == ("ECommerce.AddCartItem", item | {"productName": "Kettle 2"})
+    assert f.feed(renamed | {"id": "e-4"}) == []
+
+
+# ----------------------------------------------------------------------------------------
+# limits: a cart holds at most MAX_CART_LINES lines
+
+
+def _lines(count: int) -> tuple[tuple[str, int], ...]:
+    return tuple((f"p{i}", 1) for i in range(count))
+
+
+def test_a_snapshot_with_too_many_lines_is_refused_before_it_changes_anything() -> None:
+    f = Feeder()
+    f.feed(page("e-1", lines=(("a", 1),)))
+    before = f.state.snapshot()
+    with pytest.raises(InvalidEventError) as caught:
+        f.apply(page("e-2", lines=_lines(MAX_CART_LINES + 1)))
+    error = caught.value
+    assert (error.reason, error.field) == ("invalid-value", "cart.lineItems")
+    assert str(MAX_CART_LINES) in error.detail
+    assert "e-2" not in f.state.seen
+    assert f.state.snapshot() == before
+    assert f.state.flush() == []
+    # exactly MAX_CART_LINES is a cart
+    out = f.feed(page("e-3", lines=_lines(MAX_CART_LINES)))
+    assert [c["call"] for c in out].count("ECommerce.AddCartItem") == MAX_CART_LINES
+
+
+def test_an_added_line_past_the_limit_is_refused_before_it_changes_anything() -> None:
+    f = Feeder()
+    f.feed(page("e-1", lines=_lines(MAX_CART_LINES)))
+    before = f.state.snapshot()
+    with pytest.raises(InvalidEventError) as caught:
+        f.apply(added("e-2", pid="one-too-many"))
+    error = caught.value
+    assert (error.reason, error.field) == ("invalid-value", "product.id")
+    assert str(MAX_CART_LINES) in error.detail
+    assert "e-2" not in f.state.seen
+    assert f.state.snapshot() == before
+    assert f.state.flush() == []
+    # adding to a line the cart has is no new line; after a removal there is room again
+    assert f.apply(added("e-3", pid="p0")) is True
+    assert f.state.carts["c-1"].lines["p0"].quantity == 2
+    assert f.apply(removed("e-4", pid="p1")) is True
+    assert f.apply(added("e-5", pid="one-more")) is True
+    assert len(f.state.carts["c-1"].lines) == MAX_CART_LINES
+    # the refused event was not marked seen: once the cart has room, it is applied
+    f.apply(removed("e-6", pid="p2"))
+    assert f.apply(added("e-2", pid="one-too-many")) is True
+
+
+def test_other_carts_are_not_limited_by_a_full_one() -> None:
+    f = Feeder()
+    f.feed(page("e-1", lines=_lines(MAX_CART_LINES)))
+    assert f.apply(added("e-2", cart="c-2", pid="x")) is True
+
+
 # ----------------------------------------------------------------------------------------
 # the property: replaying the commands gives the true cart
 
 
 CARTS = ("c1", "c2")
-PRODUCTS = {"p1": ("Tea", 125), "p2": ("Kettle", 249_000), "p3": ("Cup", 99)}  # cents
+# product -> (name, the unit prices it is sold at, in cents): a line's price may change
+PRODUCTS = {
+    "p1": ("Tea", (125, 100, 150)),
+    "p2": ("Kettle", (249_000, 199_000)),
+    "p3": ("Cup", (99, 80)),
+}
 EMAILS = (None, "anna@example.ru", " Anna@Example.RU", "bob@example.ru", "not-an-email")
 ORDERS = ("o1", "o2", "o3")
 
 
-def _product(pid: str, sale: bool) -> dict[str, Any]:
-    name, cents = PRODUCTS[pid]
-    price = cents / 100
-    return {"id": pid, "name": name, "unitSalePrice": price if sale else None, "unitPrice": price}
+def _product(pid: str, sale: int | None, listed: int) -> dict[str, Any]:
+    """A product as the site sends it, prices from cents: unitSalePrice (None when not
+    on sale, then unitPrice is the price) and unitPrice."""
+    return {
+        "id": pid,
+        "name": PRODUCTS[pid][0],
+        "unitSalePrice": None if sale is None else sale / 100,
+        "unitPrice": listed / 100,
+    }
+
+
+def _price_cents(product: dict[str, Any]) -> int:
+    """The rule for a line's unit price, restated: unitSalePrice, else unitPrice."""
+    price: float = product["unitSalePrice"]
+    if price is None:
+        price = product["unitPrice"]
+    return round(price * 100)
 
 
 def _user(email: str | None) -> dict[str, Any] | None:
@@ -522,18 +716,24 @@ carts = st.sampled_from(CARTS)
 emails = st.sampled_from(EMAILS)
 
 
+def _draw_product(draw: st.DrawFn, pid: str) -> dict[str, Any]:
+    prices = st.sampled_from(PRODUCTS[pid][1])
+    return _product(pid, draw(st.one_of(st.none(), prices)), draw(prices))
+
+
 @st.composite
 def page_events(draw: st.DrawFn) -> Event:
     cart = draw(st.one_of(carts, st.none()))
     fields: Event = {"name": "Viewed Page", "user": _user(draw(emails))}
     if cart is not None:
         lines = draw(st.dictionaries(pids, st.one_of(st.none(), st.integers(0, 4)), max_size=3))
+        total = draw(st.one_of(st.none(), st.integers(0, 1_000_000)))
         fields["cart"] = {
             "id": cart,
-            "total": draw(st.integers(0, 1_000_000)) / 100,
+            "total": None if total is None else total / 100,  # None: the lines' sum
             "checkoutStep": draw(st.integers(1, 3)),
             "lineItems": [
-                {"product": _product(pid, draw(st.booleans())), "quantity": q, "subtotal": None}
+                {"product": _draw_product(draw, pid), "quantity": q, "subtotal": None}
                 for pid, q in lines.items()
             ],
         }
@@ -548,7 +748,7 @@ def line_events(draw: st.DrawFn, added: bool) -> Event:
         "name": "Added Product" if added else "Removed Product",
         "user": _user(draw(emails)),
         "cart": {"id": draw(carts)},
-        "product": _product(pid, draw(st.booleans())) if added else {"id": pid},
+        "product": _draw_product(draw, pid) if added else {"id": pid},
         "quantity": quantity,
     }
 
@@ -565,7 +765,7 @@ def order_events(draw: st.DrawFn) -> Event:
             "cartId": draw(st.one_of(st.none(), carts)),
             "total": 10.0,
             "lineItems": [
-                {"product": _product(pid, True), "quantity": q, "subtotal": None}
+                {"product": _draw_product(draw, pid), "quantity": q, "subtotal": None}
                 for pid, q in lines.items()
             ],
         },
@@ -579,7 +779,7 @@ def view_events(draw: st.DrawFn) -> Event:
         "name": "Viewed Product Detail",
         "user": _user(draw(emails)),
         "cart": None if cart is None else {"id": cart},
-        "product": _product(draw(pids), True),
+        "product": _draw_product(draw, draw(pids)),
     }
 
 
@@ -592,6 +792,11 @@ event_ops = st.one_of(
     st.tuples(st.just("event"), order_events()),
     st.tuples(st.just("event"), view_events()),
     st.tuples(st.just("replay"), st.integers(0, 1000)),  # an earlier event again
+    # a snapshot of a cart as it is, but one line at another unit price (same quantity);
+    # built when it runs, from the true cart: (cart, line, price, whether a total is given)
+    st.tuples(
+        st.just("reprice"), st.integers(0, 1), st.integers(0, 2), st.integers(0, 2), st.booleans()
+    ),
 )
 # Flush windows of events; an empty window is a flush with nothing new.
 ops = st.lists(st.lists(event_ops, max_size=10), min_size=2, max_size=8).map(
@@ -601,7 +806,7 @@ ops = st.lists(st.lists(event_ops, max_size=10), min_size=2, max_size=8).map(
 
 @dataclasses.dataclass
 class TrueCart:
-    lines: dict[str, int]
+    lines: dict[str, tuple[int, int]]  # product -> (quantity, unit price in cents)
     cents: int
     step: int | None
 
@@ -626,6 +831,15 @@ class TrueShop:
         self.tracks: list[tuple[str, str]] = []
         self.product_views: list[str] = []
 
+    @staticmethod
+    def invalid(event: Event) -> bool:
+        """Whether the mapping may dead-letter the event ("Values that make no sense"),
+        of the values the strategies make: a line event's quantity below 1."""
+        quantity = event.get("quantity")
+        return event["name"] in ("Added Product", "Removed Product") and (
+            quantity is not None and quantity < 1
+        )
+
     def apply(self, event: Event) -> bool:
         """Fold an event in; whether it counts (not a replay, not a repeated order)."""
         if event["id"] in self.seen:
@@ -643,28 +857,36 @@ class TrueShop:
         if name == "Viewed Page" and cart_id is not None:
             cart = event["cart"]
             lines = {
-                i["product"]["id"]: 1 if i["quantity"] is None else i["quantity"]
+                i["product"]["id"]: (
+                    1 if i["quantity"] is None else i["quantity"],
+                    _price_cents(i["product"]),
+                )
                 for i in cart["lineItems"]
             }
-            self.carts[cart_id] = TrueCart(
-                {pid: q for pid, q in lines.items() if q > 0},
-                round(cart["total"] * 100),
-                cart["checkoutStep"],
+            lines = {pid: line for pid, line in lines.items() if line[0] > 0}
+            cents = (
+                sum(q * price for q, price in lines.values())
+                if cart["total"] is None
+                else round(cart["total"] * 100)
             )
+            self.carts[cart_id] = TrueCart(lines, cents, cart["checkoutStep"])
         elif name == "Added Product":
             pid, q = event["product"]["id"], event["quantity"] or 1
+            price = _price_cents(event["product"])  # the line takes the new price
             cart = self.carts.setdefault(cart_id, TrueCart({}, 0, None))
-            cart.lines[pid] = cart.lines.get(pid, 0) + q
-            cart.cents += PRODUCTS[pid][1] * q
+            cart.lines[pid] = (cart.lines.get(pid, (0, price))[0] + q, price)
+            cart.cents += price * q
         elif name == "Removed Product":
             pid, q = event["product"]["id"], event["quantity"]
             cart = self.carts.get(cart_id)
             if cart is not None and pid in cart.lines:
-                taken = cart.lines[pid] if q is None else min(q, cart.lines[pid])
-                cart.lines[pid] -= taken
-                if cart.lines[pid] == 0:
+                held, price = cart.lines[pid]
+                taken = held if q is None else min(q, held)
+                if held == taken:
                     del cart.lines[pid]
-                cart.cents -= PRODUCTS[pid][1] * taken
+                else:
+                    cart.lines[pid] = (held - taken, price)
+                cart.cents -= price * taken
         elif name == "Completed Transaction":
             order_id = event["transaction"]["orderId"]
             if order_id in self.orders:
@@ -679,12 +901,41 @@ class TrueShop:
             self.product_views.append(event["product"]["id"])
         return True
 
+    def reprice(self, cart_index: int, line: int, price: int, with_total: bool) -> Event | None:
+        """A Viewed Page snapshot of a cart as it truly is, but one line's unitSalePrice
+        changed; None when the cart has no lines."""
+        cart_id = CARTS[cart_index % len(CARTS)]
+        cart = self.carts.get(cart_id)
+        if cart is None or not cart.lines:
+            return None
+        target = sorted(cart.lines)[line % len(cart.lines)]
+        prices = PRODUCTS[target][1]
+        lines = dict(cart.lines)
+        lines[target] = (lines[target][0], prices[price % len(prices)])
+        total = sum(q * cents for q, cents in lines.values())
+        return {
+            "name": "Viewed Page",
+            "user": None,
+            "cart": {
+                "id": cart_id,
+                "total": total / 100 if with_total else None,
+                "checkoutStep": cart.step or 1,
+                "lineItems": [
+                    {"product": _product(pid, cents, cents), "quantity": q, "subtotal": None}
+                    for pid, (q, cents) in lines.items()
+                ],
+            },
+        }
+
+
+JourneyLine = tuple[int, float, str]  # quantity, priceunit, productName
+
 
 @dataclasses.dataclass
 class JourneyCart:
     total: float
     status: int | None
-    lines: dict[str, int]
+    lines: dict[str, JourneyLine]
 
 
 def _no_none(value: Any) -> bool:
@@ -710,6 +961,7 @@ class Journey:
         self.product_views: list[str] = []
 
     def flush(self, commands: list[Command]) -> None:
+        check_net_ids(commands)
         groups: dict[str, JourneyCart | None] = {}  # cart -> state before its open change
         open_tx: set[str] = set()
         for c in commands:
@@ -735,13 +987,14 @@ class Journey:
                 lines = self.carts[cart_id].lines
                 pid = args["idProduct"]
                 if call == "ECommerce.AddCartItem":
-                    name, cents = PRODUCTS[pid]
+                    name, prices = PRODUCTS[pid]
                     assert args["productName"] == name
-                    assert args["priceunit"] == cents / 100
+                    assert round(args["priceunit"] * 100) in prices, args
                     assert type(args["quantity"]) is int
                     assert args["quantity"] > 0
-                    assert lines.get(pid) != args["quantity"], "AddCartItem that changes nothing"
-                    lines[pid] = args["quantity"]
+                    line = (args["quantity"], args["priceunit"], args["productName"])
+                    assert lines.get(pid) != line, "AddCartItem that changes nothing"
+                    lines[pid] = line
                 else:
                     assert pid in lines, f"RemoveCartItem of {pid}, not in Journey's cart"
                     del lines[pid]
@@ -808,12 +1061,19 @@ def run_ops(operations: list[tuple[Any, ...]]) -> list[list[Command]]:
                 continue
             event = events[op[1] % len(events)]
         else:
-            event = {"id": f"e{len(events)}", "timestamp": T0 + len(events), **op[1]}
+            fields = op[1] if op[0] == "event" else truth.reprice(*op[1:])
+            if fields is None:
+                continue
+            event = {"id": f"e{len(events)}", "timestamp": T0 + len(events), **fields}
             events.append(event)
+        try:
+            change = normalise(event, identity, missing)
+        except InvalidEventError:
+            assert truth.invalid(event), f"dead-lettered, but valid: {event}"
+            continue  # a dead letter: neither model folds it in
+        assert change is not None
         tracks = len(truth.tracks)
         expected = truth.apply(event)
-        change = normalise(event, identity, missing)
-        assert change is not None
         assert state.apply(change) is expected
         # a repeated order is not applied, but its event may still make an email known
         applied_since_flush = applied_since_flush or expected or len(truth.tracks) > tracks
@@ -829,7 +1089,8 @@ def compare(truth: TrueShop, journey: Journey) -> None:
         if held is None and not true.lines:
             continue  # an empty cart Journey never heard of is no news
         assert held is not None, f"{cart_id}: Journey lacks the cart {true}"
-        assert held.lines == true.lines, cart_id
+        want = {pid: (q, cents / 100, PRODUCTS[pid][0]) for pid, (q, cents) in true.lines.items()}
+        assert held.lines == want, cart_id  # quantities, unit prices and names
         assert held.total == round(true.cents / 100, 2), cart_id
         assert held.status == true.step, cart_id
     assert journey.transactions == truth.orders
@@ -849,23 +1110,127 @@ def test_replayed_commands_give_the_true_cart(operations: list[tuple[Any, ...]])
     assert run_ops(operations) == first  # deterministic, ids included
 
 
+def _added(pid: str, cents: int, quantity: int = 2) -> Event:
+    return {
+        "id": "e0",
+        "timestamp": T0,
+        "name": "Added Product",
+        "cart": {"id": "c1"},
+        "product": _product(pid, cents, cents),
+        "quantity": quantity,
+        "user": None,
+    }
+
+
 def test_property_harness_catches_a_wrong_total() -> None:
     """The models are not vacuous: a Journey holding a wrong total is caught."""
     truth, journey = TrueShop(), Journey()
-    event = {
-        "id": "e0",
-        "timestamp": T0,
-        **{
-            "name": "Added Product",
-            "cart": {"id": "c1"},
-            "product": _product("p1", True),
-            "quantity": 2,
-            "user": None,
-        },
-    }
-    truth.apply(event)
-    journey.carts["c1"] = JourneyCart(2.49, None, {"p1": 2})
+    truth.apply(_added("p1", 125))
+    journey.carts["c1"] = JourneyCart(2.49, None, {"p1": (2, 1.25, "Tea")})
     with pytest.raises(AssertionError):
         compare(truth, journey)
     journey.carts["c1"].total = 2.5
     compare(truth, journey)
+
+
+def test_property_harness_catches_a_wrong_unit_price() -> None:
+    """... and so is one holding the right quantity at an old unit price."""
+    truth, journey = TrueShop(), Journey()
+    truth.apply(_added("p1", 100))
+    journey.carts["c1"] = JourneyCart(2.0, None, {"p1": (2, 1.25, "Tea")})
+    with pytest.raises(AssertionError):
+        compare(truth, journey)
+    journey.carts["c1"].lines["p1"] = (2, 1.0, "Tea")
+    compare(truth, journey)
+
+
+def test_property_harness_catches_an_id_with_another_contents_digest() -> None:
+    """... and so is a net change whose id's digest is not that of what it says."""
+    f = Feeder()
+    out = f.feed(added("e-1"))
+    check_net_ids(out)
+    forged = [
+        {**c, "args": {**c["args"], "TotalPrice": 1.0}} if n == 0 else c for n, c in enumerate(out)
+    ]
+    with pytest.raises(AssertionError, match="digest"):
+        check_net_ids(forged)
+    with pytest.raises(AssertionError):
+        check_net_ids([{**c, "id": c["id"].replace(".", "@", 1)} for c in out])
+
+
+# ----------------------------------------------------------------------------------------
+# one id, one content: whatever the flush points, an id never stands for two contents
+
+
+def run_windows(events: list[Event], flush_after: set[int]) -> list[Command]:
+    """The events through a fresh state with triggers, flushed (and due triggers fired at
+    stream time) after the events whose indices are in `flush_after`, and at the end."""
+    state = PartitionState(triggers=TriggerSettings(3 * MIN, 2 * MIN, 2 * MIN))
+    identity: Identity = Identity()
+    out: list[Command] = []
+    for i, event in enumerate(events):
+        try:
+            change = normalise(event, identity, {})
+        except InvalidEventError:
+            change = None  # a dead letter
+        if change is not None:
+            state.apply(change)
+        if i in flush_after or i == len(events) - 1:
+            state.fire_due(state.stream_ms)
+            out.extend(state.flush())
+    return out
+
+
+def reused_ids(*runs: list[Command]) -> dict[str, list[Command]]:
+    """The ids that stand for two contents or more, across all the runs."""
+    by_id: dict[str, list[Command]] = {}
+    for command in (c for run in runs for c in run):
+        contents = by_id.setdefault(command["id"], [])
+        if command not in contents:
+            contents.append(command)
+    return {cid: contents for cid, contents in by_id.items() if len(contents) > 1}
+
+
+stream_events = st.one_of(
+    page_events(),
+    line_events(added=True),
+    line_events(added=True),
+    line_events(added=False),
+    order_events(),
+    view_events(),
+)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(st.lists(stream_events, min_size=2, max_size=30), st.data())
+def test_one_id_one_content_whatever_the_flush_points(
+    drawn: list[Event], data: st.DataObject
+) -> None:
+    events = [
+        {"id": f"e{i}", "timestamp": T0 + i * MIN, **fields} for i, fields in enumerate(drawn)
+    ]
+    points = st.sets(st.integers(0, len(events) - 2))
+    first = data.draw(points, label="first flush points")
+    second = data.draw(points.filter(lambda p: p != first), label="second flush points")
+    runs = [run_windows(events, first), run_windows(events, second)]
+    for run in runs:
+        assert len({c["id"] for c in run}) == len(run), "an id twice in one run"
+        check_net_ids([c for c in run if c["call"] != "Trigger"])
+    assert reused_ids(*runs) == {}
+
+
+def test_one_id_one_content_would_catch_ids_without_a_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not vacuous: with ids without a digest, two adds flushed apart and flushed
+    together both send `c-1@1/1`: AddCartItem quantity 1 in one run, 2 in the other."""
+    events = [added("e-1", ts=T0), added("e-2", ts=T0 + MIN)]
+    assert reused_ids(run_windows(events, {0}), run_windows(events, set())) == {}
+    monkeypatch.setattr(dedupe, "_digest", lambda payload: "00000000")
+    reused = reused_ids(run_windows(events, {0}), run_windows(events, set()))
+    assert "c-1@1.00000000/1" in reused

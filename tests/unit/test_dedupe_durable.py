@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import random
+import uuid
+from collections.abc import Callable
 from typing import Any
 
-from pipeline.dedupe import PartitionState, Retention
-from pipeline.normalise import Identity, normalise
+import orjson
+import pytest
+
+from pipeline.dedupe import MARKS_KEY, RECORD_BUDGET, Cart, PartitionState, Retention
+from pipeline.normalise import Identity, PageView, normalise
 from pipeline.produce import ShopTraffic
 
 HOUR = 3_600_000
+T0 = 1_764_000_000_000
 
 
 def events(count: int, seed: int, step_ms: int = 1000) -> list[dict[str, Any]]:
@@ -107,6 +114,102 @@ def test_expiry_forgets_by_stream_time_and_writes_tombstones() -> None:
     assert all(log[b"c" + c.encode()] is None for c in carts)  # tombstones in the changelog
     assert all(log[b"o" + o.encode()] is None for o in orders)
     assert restored(log, retention).snapshot() == state.snapshot()
+
+
+def _uuids(count: int) -> list[str]:
+    rng = random.Random(7)
+    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
+
+
+def _escaped(count: int) -> list[str]:
+    """Ids whose JSON is several times their length: control characters (6 bytes each
+    escaped), quotes, backslashes and multi-byte UTF-8."""
+    return [f"{n:06d}" + "\x01" * 30 + '"\\é€😀' for n in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("make_ids", "count"), [(_uuids, 100_000), (_escaped, 20_000)], ids=["uuids", "escaped"]
+)
+def test_a_large_window_of_event_ids_is_written_in_records_under_the_budget(
+    make_ids: Callable[[int], list[str]], count: int
+) -> None:
+    ids = make_ids(count)
+    state = PartitionState()
+    for n, event_id in enumerate(ids):
+        assert state.apply(PageView(event_id, T0 + n, None, None, None)) is True
+    assert state.flush() == []
+    records = state.changes()
+    chunks = [(key, value) for key, value in records if key[:1] == b"s"]
+    assert len(chunks) == len(records) > 1, [key for key, _ in records]
+    assert len({key for key, _ in chunks}) == len(chunks)
+    written: list[str] = []
+    for key, value in chunks:
+        assert value is not None
+        assert len(value) <= RECORD_BUDGET, (key, len(value))
+        written.extend(orjson.loads(value)[1])
+    assert written == ids  # every id once, in order, across the chunks
+    twin = PartitionState()
+    for key, value in chunks:
+        twin.load(key, value)
+    assert twin.seen == state.seen == set(ids)
+    assert twin.snapshot() == state.snapshot()
+    assert all(twin.apply(PageView(i, T0, None, None, None)) is False for i in ids[::997])
+    # the next window after the restore does not overwrite a chunk
+    twin.apply(PageView("next", T0 + count, None, None, None))
+    [(key, _)] = twin.changes()
+    assert key not in {k for k, _ in chunks}
+
+
+def test_marks_load_from_their_key_and_a_tombstone_clears_them() -> None:
+    state, log = PartitionState(), dict[bytes, bytes | None]()
+    fold(state, events(300, seed=6), log)
+    marks = [[120, 7], [340, 9]]  # [input offset, repartition offset] per sealed window
+    log[MARKS_KEY] = orjson.dumps(marks)
+    twin = restored(log, state.retention)
+    assert twin.marks == marks
+    assert twin.snapshot() == state.snapshot()  # the marks record is nothing else
+    twin.load(MARKS_KEY, orjson.dumps([[400, 12]]))  # the last record wins
+    assert twin.marks == [[400, 12]]
+    twin.load(MARKS_KEY, None)
+    assert twin.marks == []
+    assert twin.snapshot() == state.snapshot()
+    assert PartitionState().marks == []
+
+
+def test_a_cart_record_from_before_prices_were_tracked_resends_its_lines() -> None:
+    """Old records hold what Journey was sent as bare quantities: the line's price and
+    name are unknown, so the next change of the cart sends the line again."""
+    lines = [["p1", "Kettle", 2490.0, 2], ["p2", "Mug", 390.0, 1]]
+    sent = [4980.0, 1, [["p1", 2]]]  # p2 and the new total not sent yet
+    value = T0.to_bytes(8, "big") + orjson.dumps([1, True, 5370.0, 1, lines, sent, 0])
+    assert Cart.load(value).sent_lines == {"p1": (2, None, None)}
+    state = PartitionState()
+    state.load(b"cc-1", value)
+    event = {
+        "id": "e-1",
+        "name": "Added Product",
+        "timestamp": T0 + 1000,
+        "cart": {"id": "c-1"},
+        "product": {"id": "p3", "name": "Cup", "unitSalePrice": 100.0},
+        "quantity": 1,
+    }
+    change = normalise(event, Identity(), {})
+    assert change is not None
+    state.apply(change)
+    out = state.flush()
+    assert [(c["call"], c["args"]) for c in out] == [
+        ("ECommerce.UpdateCart", {"idCart": "c-1", "TotalPrice": 5470.0, "status": 1}),
+        *[
+            (
+                "ECommerce.AddCartItem",
+                {"idCart": "c-1", "idProduct": p, "quantity": q, "productName": n, "priceunit": pr},
+            )
+            for p, n, pr, q in [*lines, ["p3", "Cup", 100.0, 1]]
+        ],
+        ("ECommerce.SubmitCart", {"idCart": "c-1"}),
+    ]
+    assert out[0]["id"].startswith("c-1@2.")
+    assert state.flush() == []
 
 
 def test_murmur2_matches_kafkas_test_vectors() -> None:

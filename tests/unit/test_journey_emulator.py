@@ -9,13 +9,16 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.journey_emulator import JourneyEmulator
+from pipeline.journey_emulator import MAX_CONFLICT_EXAMPLES, JourneyEmulator
 
 KEY = "k" * 16 + "0123456789abcdef"
 EMPTY_COUNTS = {
     "accepted": 0,
     "duplicates_received": 0,
+    "conflicts": 0,
+    "conflict_examples": [],
     "duplicate_batches": 0,
     "batches": 0,
     "requests": 0,
@@ -67,6 +70,14 @@ class Client:
         status, _, body = self.request("GET", "/ledger")
         assert status == 200
         return dict(body)
+
+    def metrics(self) -> dict[str, float]:
+        """GET /metrics parsed: sample name -> value."""
+        status, headers, body = self.request("GET", "/metrics")
+        assert status == 200
+        assert headers["Content-Type"].startswith("text/plain")
+        families = text_string_to_metric_families(body.decode())
+        return {s.name: s.value for f in families for s in f.samples}
 
 
 @pytest.fixture
@@ -155,6 +166,65 @@ def test_command_id_repeated_in_a_new_batch_counts_as_duplicate(client: Client) 
     assert (ledger["accepted"], ledger["duplicates_received"], ledger["batches"]) == (2, 1, 2)
 
 
+def test_same_id_same_content_is_a_duplicate_not_a_conflict(client: Client) -> None:
+    # Key order is not content: the comparison is on canonical (sorted-key) JSON.
+    reordered = dict(reversed(list(add_item("a").items())))
+    assert client.post([add_item("a")], batch_id="b-1")[0] == 200
+    assert client.post([reordered], batch_id="b-2")[2] == {"accepted": 0, "duplicates": 1}
+    ledger = client.ledger()
+    assert (ledger["duplicates_received"], ledger["conflicts"]) == (1, 0)
+    assert ledger["conflict_examples"] == []
+
+
+def test_same_id_different_content_is_a_conflict_in_ledger_and_metrics(
+    emulator: JourneyEmulator, client: Client
+) -> None:
+    first, then = add_item("a"), add_item("a")
+    then["args"]["quantity"] = 3
+    assert client.post([first, cmd("b")], batch_id="b-1")[0] == 200
+    # Answered like Journey would: the first copy stays, the second is a duplicate.
+    assert client.post([then, cmd("b")], batch_id="b-2")[2] == {"accepted": 0, "duplicates": 2}
+    ledger = client.ledger()
+    assert ledger["commands"] == [first, cmd("b")]
+    assert (ledger["conflicts"], ledger["duplicates_received"]) == (1, 1)
+    assert ledger["conflict_examples"] == [{"id": "a", "first": first, "then": then}]
+    assert emulator.ledger()["conflicts"] == 1
+    metrics = client.metrics()
+    assert metrics["journey_emulator_conflicts_total"] == 1
+    assert metrics["journey_emulator_duplicates_received_total"] == 1
+    assert metrics["journey_emulator_accepted_total"] == 2
+    assert metrics["journey_emulator_batches_total"] == 2
+    assert metrics["journey_emulator_requests_total"] == 2
+    for name in ("duplicate_batches", "rejected", "faults_injected"):
+        assert metrics[f"journey_emulator_{name}_total"] == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"ts": 1764000000001},
+        {"cartId": "c-2"},
+        {"email": "a@example.com"},
+        {"call": "ECommerce.UpdateCart", "args": {"idCart": "c-1", "TotalPrice": 1.0}},
+        {"args": {"idCart": "c-1", "idProduct": "sku-7", "quantity": 2, "productName": "K"}},
+    ],
+)
+def test_any_field_differing_is_a_conflict(client: Client, change: dict[str, Any]) -> None:
+    assert client.post([add_item("a")], batch_id="b-1")[0] == 200
+    assert client.post([{**add_item("a"), **change}], batch_id="b-2")[0] == 200
+    assert client.ledger()["conflicts"] == 1
+
+
+def test_conflict_within_one_batch_and_examples_are_bounded(client: Client) -> None:
+    extra = MAX_CONFLICT_EXAMPLES + 5
+    commands = [add_item("a")] + [add_item("a", productName=f"v{i}") for i in range(extra)]
+    assert client.post(commands)[2] == {"accepted": 1, "duplicates": extra}
+    ledger = client.ledger()
+    assert ledger["conflicts"] == extra
+    assert len(ledger["conflict_examples"]) == MAX_CONFLICT_EXAMPLES
+    assert ledger["conflict_examples"][0]["then"]["args"]["productName"] == "v0"
+
+
 def test_fail_next_answers_429_with_retry_after_then_recovers(client: Client) -> None:
     status, _, faults = client.request(
         "POST", "/faults", {"fail_next": 1, "status": 429, "retry_after": 7}
@@ -208,13 +278,21 @@ def test_invalid_fault_settings_are_400(emulator: JourneyEmulator, client: Clien
         emulator.set_faults(bogus=1)
 
 
-def test_reset_clears_ledger_counters_and_faults(emulator: JourneyEmulator, client: Client) -> None:
+def test_reset_clears_ledger_counters_conflicts_and_faults(
+    emulator: JourneyEmulator, client: Client
+) -> None:
     client.post([cmd("a")])
+    client.post([cmd("a", idCart="c-9")], batch_id="b-2")
+    assert client.ledger()["conflicts"] == 1
     emulator.set_faults(fail_next=5)
     status, _, body = client.request("DELETE", "/ledger")
     assert (status, body) == (200, {"commands": [], **EMPTY_COUNTS})
     assert emulator.faults()["fail_next"] == 0
-    assert client.post([cmd("a")])[2] == {"accepted": 1, "duplicates": 0}  # batch forgotten too
+    assert client.metrics()["journey_emulator_conflicts_total"] == 0
+    # Ids are forgotten: the second content of "a" is now a first copy, not a conflict.
+    assert client.post([cmd("a", idCart="c-9")])[2] == {"accepted": 1, "duplicates": 0}
+    ledger = client.ledger()  # b-1 was forgotten too: not answered from the cache
+    assert (ledger["accepted"], ledger["conflicts"], ledger["duplicate_batches"]) == (1, 0, 0)
 
 
 def test_healthz_and_unknown_paths(client: Client) -> None:

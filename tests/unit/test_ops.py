@@ -183,6 +183,7 @@ def test_alerts_follow_the_conventions(rules: list[dict[str, Any]]) -> None:
         "OfsysPipelineDeadLettersHigh",
         "OfsysPipelineNotConsuming",
         "OfsysPipelineRebalanceStorm",
+        "OfsysPipelineBrokerUnreachable",
     }
     headings = {
         line.lstrip("#").strip().lower()

@@ -1,8 +1,16 @@
-"""Abandoned-cart and browse-abandonment triggers, on partition state with a set clock."""
+"""Abandoned-cart and browse-abandonment triggers, on partition state with a set clock.
+
+Trigger ids are `<cart>@abandoned@<last activity ms>.<digest>` and
+`<visitor>@browse@<last view ms>.<digest>`, the digest being 8 hex digits of blake2b
+over the orjson of the trigger's args (in the order sent): restated in `digest`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+import orjson
 
 from pipeline.dedupe import PartitionState
 from pipeline.normalise import Identity, normalise
@@ -12,6 +20,10 @@ T0 = 1_764_000_000_000
 MIN = 60_000
 SETTINGS = TriggerSettings(cart_after_ms=30 * MIN, grace_ms=60 * MIN, browse_after_ms=60 * MIN)
 KETTLE = {"id": "sku-7", "name": "Kettle", "unitSalePrice": 2490.0}
+
+
+def digest(args: dict[str, Any]) -> str:
+    return hashlib.blake2b(orjson.dumps(args), digest_size=4).hexdigest()
 
 
 class Shop:
@@ -54,23 +66,25 @@ def test_a_quiet_cart_with_lines_and_email_fires_once() -> None:
     shop.event("Added Product", 0, email="anna@example.ru", product=KETTLE, quantity=2)
     assert shop.triggers(29) == []
     [fired] = shop.triggers(30)
+    args = {
+        "name": "AbandonedCart",
+        "idCart": "c-1",
+        "TotalPrice": 4980.0,
+        "email": "anna@example.ru",
+        "items": [
+            {"idProduct": "sku-7", "quantity": 2, "productName": "Kettle", "priceunit": 2490.0}
+        ],
+        "lastActivity": T0,
+    }
     assert fired == {
-        "id": f"c-1@abandoned@{T0}",
+        "id": f"c-1@abandoned@{T0}.{digest(args)}",
         "ts": T0 + 30 * MIN,
         "cartId": "c-1",
         "email": "anna@example.ru",
         "call": "Trigger",
-        "args": {
-            "name": "AbandonedCart",
-            "idCart": "c-1",
-            "TotalPrice": 4980.0,
-            "email": "anna@example.ru",
-            "lastActivity": T0,
-            "items": [
-                {"idProduct": "sku-7", "quantity": 2, "productName": "Kettle", "priceunit": 2490.0}
-            ],
-        },
+        "args": args,
     }
+    assert list(fired["args"]) == list(args)  # the order the digest was taken in
     assert shop.triggers(300) == []  # once per quiet period
     record = trigger_record(fired, T0 + 31 * MIN)
     assert (record["name"], record["totalPrice"], record["items"][0]["quantity"]) == (
@@ -91,6 +105,22 @@ def test_activity_rearms_and_a_new_quiet_period_fires_again() -> None:
     [second] = shop.triggers(90)
     assert second["args"]["items"][0]["quantity"] == 1
     assert first["id"] != second["id"]
+    for fired in (first, second):
+        activity = fired["args"]["lastActivity"]
+        assert fired["id"] == f"c-1@abandoned@{activity}.{digest(fired['args'])}"
+
+
+def test_the_same_quiet_moment_with_another_content_gets_another_id() -> None:
+    """The id's digest covers what the trigger says: the same cart, quiet since the same
+    moment, with an email known later, is another id (not the first id again)."""
+    ids: list[str] = []
+    for email in ("a@b.ru", "b@b.ru"):
+        shop = Shop()
+        shop.event("Added Product", 0, email=email, product=KETTLE)
+        [fired] = shop.triggers(30)
+        ids.append(fired["id"])
+    assert ids[0].split(".")[0] == ids[1].split(".")[0] == f"c-1@abandoned@{T0}"
+    assert ids[0] != ids[1]
 
 
 def test_a_transaction_cancels_and_an_empty_cart_never_fires() -> None:
@@ -143,9 +173,22 @@ def test_browse_abandonment_fires_once_with_the_viewed_products() -> None:
         shop.event("Viewed Product Detail", minute, email="v@b.ru", product={"id": pid})
     assert shop.triggers(60) == []
     [fired] = shop.triggers(72)
-    assert fired["args"]["name"] == "BrowseAbandonment"
-    assert fired["args"]["viewedProducts"] == [f"q{i}" for i in range(9, -1, -1)]
-    assert fired["args"]["email"] == "v@b.ru"
+    last = T0 + 12 * MIN
+    args = {
+        "name": "BrowseAbandonment",
+        "email": "v@b.ru",
+        "viewedProducts": [f"q{i}" for i in range(9, -1, -1)],
+        "lastActivity": last,
+    }
+    assert fired == {
+        "id": f"c-1@browse@{last}.{digest(args)}",
+        "ts": last + 60 * MIN,
+        "cartId": "c-1",
+        "email": "v@b.ru",
+        "call": "Trigger",
+        "args": args,
+    }
+    assert list(fired["args"]) == list(args)
     assert shop.triggers(500) == []
 
 
