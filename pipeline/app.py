@@ -128,6 +128,7 @@ class Pipeline:
         self._tally: dict[tuple[str, str], int] = {}
         self._states: dict[int, PartitionState] = {}
         self._stopping = False
+        self._drained = False
         self._paused = False
         self._outage_logged = False
         self._seals = 0
@@ -235,6 +236,7 @@ class Pipeline:
         self._commit_delivered()
         while self._to_commit and time.monotonic() < deadline:
             self._commit_delivered()
+        self._drained = True
         if self._worker.outstanding or self._to_commit or self._awaiting:
             log.warning(
                 "exiting with undelivered windows; their records stay uncommitted",
@@ -356,6 +358,10 @@ class Pipeline:
                 self._consumer.pause([tp])
                 self._consumer.seek(tp)
                 held.add(source)
+                log.debug(
+                    "waiting at a seal mark",
+                    extra={"topic": source[0], "partition": source[1], "offset": offset},
+                )
                 continue
             process([msg])
             self._replay_progress[source[1]] = time.monotonic()
@@ -581,6 +587,8 @@ class Pipeline:
             or len(self._awaiting) + len(self._to_commit) > MAX_OUTSTANDING_WINDOWS
             or self.health.broker_down_s > 0
         )
+        if behind != self._paused:
+            log.debug("backpressure" if behind else "resuming", extra={"held": len(self._held)})
         if behind and not self._paused:
             self._consumer.pause(self._consumer.assignment())
             self._paused = True
@@ -616,8 +624,11 @@ class Pipeline:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.assign(partitions)
+        # librdkafka keeps a partition's pause across a lost assignment: say it anew
         if self._paused:
             consumer.pause(partitions)
+        else:
+            consumer.resume(partitions)
         self._offsets.generation += 1
         if self._window:  # filled for partitions since lost: deliver, never commit
             self._awaiting.append(self._window)
@@ -676,7 +687,12 @@ class Pipeline:
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Deliver and commit what the revoked partitions processed before letting go."""
+        """Deliver and commit what the revoked partitions processed before letting go
+        (after a drain, closing the consumer revokes with nothing left to do)."""
+        if self._drained:
+            self._release(partitions)
+            self._assignment_changed("revoked", partitions)
+            return
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
         self._seal()
         while self._awaiting and time.monotonic() < deadline:

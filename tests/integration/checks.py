@@ -56,7 +56,8 @@ def oracle(family: SchemaFamily, values: list[bytes]) -> PartitionState:
 
 
 CartLines = dict[str, tuple[int, float | None, str | None]]  # pid -> (quantity, price, name)
-CartView = tuple[float | None, CartLines]  # (TotalPrice, lines)
+CartView = tuple[float | str | None, CartLines]  # (TotalPrice, lines)
+NO_ADD_CART = "(a cart command came before its AddCart)"
 
 
 def _money(value: float | None) -> float | None:
@@ -66,23 +67,30 @@ def _money(value: float | None) -> float | None:
 def journey_view(journey: JourneyEmulator) -> tuple[dict[str, CartView], list[str]]:
     """Replay the ledger: each cart as Journey holds it (the TotalPrice of its last
     AddCart/UpdateCart, and per product the quantity, unit price and name of its last
-    AddCartItem), and the transactions received."""
-    carts: dict[str, tuple[list[float | None], CartLines]] = {}
+    AddCartItem), and the transactions received. A cart command before the cart's
+    AddCart leaves the total as NO_ADD_CART, so the cart compares unequal."""
+    carts: dict[str, tuple[list[float | str | None], CartLines]] = {}
     transactions = []
+
+    def held(cart_id: str) -> tuple[list[float | str | None], CartLines]:
+        return carts.setdefault(cart_id, ([NO_ADD_CART], {}))
+
     for command in journey.ledger()["commands"]:
         call, args = command["call"], command["args"]
         if call == "ECommerce.AddCart":
             carts[args["idCart"]] = ([_money(args.get("TotalPrice"))], {})
         elif call == "ECommerce.UpdateCart":
-            carts[args["idCart"]][0][0] = _money(args.get("TotalPrice"))
+            total = held(args["idCart"])[0]
+            if total[0] != NO_ADD_CART:
+                total[0] = _money(args.get("TotalPrice"))
         elif call == "ECommerce.AddCartItem":
-            carts[args["idCart"]][1][args["idProduct"]] = (
+            held(args["idCart"])[1][args["idProduct"]] = (
                 args["quantity"],
                 _money(args.get("priceunit")),
                 args.get("productName"),
             )
         elif call == "ECommerce.RemoveCartItem":
-            del carts[args["idCart"]][1][args["idProduct"]]
+            held(args["idCart"])[1].pop(args["idProduct"], None)
         elif call == "ECommerce.AddTransaction":
             transactions.append(args["idTransaction"])
             carts.pop(args.get("idCart"), None)
