@@ -1,5 +1,5 @@
 """dedupe: the cart state and the net Journey commands it emits (ofsys-mapping.md,
-"The pipeline's semantics"; journey-contract.md, "Calls").
+"The pipeline's semantics"; docs/journey-contract.md, "The calls").
 
 Two independent models check `PartitionState`:
 - `TrueShop` computes each cart's true state straight from the site events, with the
