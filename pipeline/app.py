@@ -630,8 +630,6 @@ class Pipeline:
         else:
             consumer.resume(partitions)
         self._offsets.generation += 1
-        if self._window:  # filled for partitions since lost: deliver, never commit
-            self._awaiting.append(self._window)
         self._window = Window(self._offsets.generation)
         for tp in consumer.committed(partitions, timeout=30):
             self._offsets.start((tp.topic, tp.partition), tp.offset)
@@ -713,6 +711,17 @@ class Pipeline:
         self._assignment_changed("lost", partitions)
 
     def _release(self, partitions: list[TopicPartition]) -> None:
+        """Forget the partitions, and every window whose seal marks never reached the
+        broker: none of it went to Journey, and the next owner closes its windows anew
+        from the committed offsets (delivering it now would send Journey a split of the
+        records that no mark records). Assignments change whole (eager rebalancing)."""
+        if self._window or self._awaiting:
+            log.info(
+                "windows not yet handed to Journey dropped with the assignment",
+                extra={"windows": len(self._awaiting) + bool(self._window)},
+            )
+        self._window = Window(self._offsets.generation)
+        self._awaiting.clear()
         for tp in partitions:
             self._states.pop(tp.partition, None)
             self._marks.pop(tp.partition, None)
