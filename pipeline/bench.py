@@ -83,16 +83,28 @@ class SteadyRate:
         return False
 
 
-def consume_decode_ceiling(bootstrap: str, partitions: int, events: int, batch: int) -> float:
+def consume_decode_ceiling(
+    bootstrap: str,
+    partitions: int,
+    events: int,
+    batch: int,
+    *,
+    topic: str = TOPIC,
+    timeout_s: float = 600.0,
+) -> float:
     """Events/s of consume + decode alone: the pipeline's upper bound on this data."""
     decode = SingleObjectDecoder(load_family("site_event"))
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "bench-ceiling", "enable.auto.commit": False}
     )
-    consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(partitions)])
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     seen = 0
     rate = SteadyRate(events)
+    deadline = time.monotonic() + timeout_s
     while not rate.update(seen):
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise RuntimeError(f"the ceiling read {seen}/{events} records in {timeout_s:.0f} s")
         for msg in consumer.consume(batch, 1.0):
             if msg.error() is None:
                 with contextlib.suppress(DecodeError):  # bad records count as read

@@ -97,9 +97,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.backlog:
+        from .backlog_bench import run_backlog
+
+        return run_backlog(
+            sizes=args.backlog, visitors=args.backlog_visitors, partitions=args.partitions
+        )
     from .bench import run_bench
 
     return run_bench(events=args.events, partitions=args.partitions, plot=args.plot)
+
+
+def _sizes(text: str) -> list[int]:
+    """`100000,400000` -> [100000, 400000]: backlog sizes, each a positive integer."""
+    try:
+        sizes = [int(part.replace("_", "")) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not sizes or min(sizes) <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive: {text!r}")
+    return sizes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PNG",
         help="write throughput, lag and latency over the run to this PNG "
         "(needs the plot extra: matplotlib)",
+    )
+    bench.add_argument(
+        "--backlog",
+        metavar="N[,N...]",
+        type=_sizes,
+        help="instead: for each N, produce N events before starting `ofsys-pipeline run` "
+        "as a child process and report its peak RSS while it catches up "
+        "(--events and --plot do not apply)",
+    )
+    bench.add_argument(
+        "--backlog-visitors",
+        type=int,
+        default=20_000,
+        help="concurrent visitors of the backlog's traffic, the same for every N",
     )
     bench.set_defaults(func=cmd_bench)
     return parser
