@@ -36,8 +36,8 @@ def _fail(message: str) -> NoReturn:
 def cmd_run(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
-    from .app import Pipeline
     from .metrics import Metrics
+    from .runtime.loop import Pipeline
     from .server import Health, serve
 
     settings = config.load(os.environ, vars(args))
@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from .journey_emulator import serve
+    from .tools.emulator import serve
 
     key = args.account_key or os.environ.get("OFSYS_ACCOUNT_KEY")
     if not key:
@@ -74,9 +74,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient
 
-    from . import topics
-    from .produce import Encoder, ShopTraffic, encoded, produce
-    from .schemas import load_family
+    from .runtime import topics
+    from .source.schemas import load_family
+    from .tools.traffic import Encoder, ShopTraffic, encoded, produce
 
     bootstrap = args.bootstrap_servers
     topics.ensure(AdminClient({"bootstrap.servers": bootstrap}), args.topic, args.partitions)
@@ -91,19 +91,19 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .tools.demo import run_demo
 
     return run_demo(duration_s=args.duration, rate=args.rate)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.backlog:
-        from .backlog_bench import run_backlog
+        from .tools.backlog_bench import run_backlog
 
         return run_backlog(
             sizes=args.backlog, visitors=args.backlog_visitors, partitions=args.partitions
         )
-    from .bench import run_bench
+    from .tools.bench import run_bench
 
     return run_bench(events=args.events, partitions=args.partitions, plot=args.plot)
 

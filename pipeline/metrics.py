@@ -18,7 +18,7 @@ from prometheus_client import (
 )
 
 from . import __version__
-from .normalise import EVENT_NAMES
+from .source.normalise import EVENT_NAMES
 
 EVENT_LABELS = (*EVENT_NAMES, "other")
 OUTCOMES = ("processed", "skipped", "duplicate", "dead_lettered", "repartitioned")

@@ -7,13 +7,13 @@ from collections import Counter
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from pipeline import topics
-from pipeline.broker import EmbeddedBroker
-from pipeline.dedupe import Cart, PartitionState
-from pipeline.journey_emulator import JourneyEmulator
-from pipeline.normalise import Identity, normalise
-from pipeline.produce import Encoder, ShopTraffic
-from pipeline.schemas import SchemaFamily
+from pipeline.runtime import topics
+from pipeline.source.normalise import Identity, normalise
+from pipeline.source.schemas import SchemaFamily
+from pipeline.state.partition import Cart, PartitionState
+from pipeline.tools.broker import EmbeddedBroker
+from pipeline.tools.emulator import JourneyEmulator
+from pipeline.tools.traffic import Encoder, ShopTraffic
 
 
 def committed(broker: EmbeddedBroker, group: str, topic: str) -> dict[int, int]:
@@ -40,8 +40,8 @@ def wait_committed(
 
 def oracle(family: SchemaFamily, values: list[bytes]) -> PartitionState:
     """What Journey must end up holding: the events folded by one state, in order."""
-    from pipeline.decode import SingleObjectDecoder
     from pipeline.errors import DecodeError, InvalidEventError
+    from pipeline.source.decode import SingleObjectDecoder
 
     decode, identity, state = SingleObjectDecoder(family), Identity(), PartitionState()
     for value in values:

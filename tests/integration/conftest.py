@@ -18,10 +18,10 @@ import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from pipeline import topics
-from pipeline.broker import EmbeddedBroker, free_port
-from pipeline.journey_emulator import JourneyEmulator
-from pipeline.schemas import SchemaFamily, load_family
+from pipeline.runtime import topics
+from pipeline.source.schemas import SchemaFamily, load_family
+from pipeline.tools.broker import EmbeddedBroker, free_port
+from pipeline.tools.emulator import JourneyEmulator
 
 KEY = "TestKey0123456789abcdefABCDEF012"
 _names = itertools.count()

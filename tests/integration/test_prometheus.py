@@ -28,10 +28,10 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
-from pipeline.broker import EmbeddedBroker, free_port
-from pipeline.journey_emulator import JourneyEmulator
-from pipeline.produce import Encoder, ShopTraffic, encoded, produce
-from pipeline.schemas import SchemaFamily
+from pipeline.source.schemas import SchemaFamily
+from pipeline.tools.broker import EmbeddedBroker, free_port
+from pipeline.tools.emulator import JourneyEmulator
+from pipeline.tools.traffic import Encoder, ShopTraffic, encoded, produce
 from tests.prometheus_bin import binary
 
 from .conftest import wait_for

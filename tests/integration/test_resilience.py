@@ -19,12 +19,12 @@ import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from pipeline import topics
-from pipeline.broker import EmbeddedBroker
-from pipeline.journey_emulator import JourneyEmulator
-from pipeline.partition import PARTITIONERS
-from pipeline.produce import Encoder, ShopTraffic
-from pipeline.schemas import SchemaFamily
+from pipeline.runtime import topics
+from pipeline.source.partitioner import PARTITIONERS
+from pipeline.source.schemas import SchemaFamily
+from pipeline.tools.broker import EmbeddedBroker
+from pipeline.tools.emulator import JourneyEmulator
+from pipeline.tools.traffic import Encoder, ShopTraffic
 
 from .checks import assert_nothing_lost_or_doubled, journey_view
 from .conftest import (

@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.broker import EmbeddedBroker
-from pipeline.journey_emulator import JourneyEmulator
-from pipeline.produce import Encoder
-from pipeline.schemas import SchemaFamily
+from pipeline.source.schemas import SchemaFamily
+from pipeline.tools.broker import EmbeddedBroker
+from pipeline.tools.emulator import JourneyEmulator
+from pipeline.tools.traffic import Encoder
 
 from .checks import assert_nothing_lost_or_doubled, committed, shop_records, wait_committed
 from .conftest import KEY, produce, read_all, wait_for

@@ -12,15 +12,16 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from pipeline import config, topics
-from pipeline.app import Pipeline
-from pipeline.broker import EmbeddedBroker
-from pipeline.changelog import Changelog
-from pipeline.journey_emulator import JourneyEmulator
+from pipeline import config
 from pipeline.metrics import Metrics
-from pipeline.outputs import Outputs
-from pipeline.schemas import SchemaFamily
+from pipeline.runtime import topics
+from pipeline.runtime.changelog import Changelog
+from pipeline.runtime.loop import Pipeline
+from pipeline.runtime.outputs import Outputs
 from pipeline.server import Health
+from pipeline.source.schemas import SchemaFamily
+from pipeline.tools.broker import EmbeddedBroker
+from pipeline.tools.emulator import JourneyEmulator
 
 from .checks import assert_nothing_lost_or_doubled, committed, shop_records, wait_committed
 from .conftest import PipelineProcess, pipeline_env, produce, start_process, wait_for

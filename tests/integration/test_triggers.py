@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-from pipeline.broker import EmbeddedBroker
-from pipeline.journey_emulator import JourneyEmulator
-from pipeline.schemas import SchemaFamily, load_family
+from pipeline.source.schemas import SchemaFamily, load_family
+from pipeline.tools.broker import EmbeddedBroker
+from pipeline.tools.emulator import JourneyEmulator
 
 from .conftest import PipelineProcess, produce, read_all, wait_for
 
@@ -58,7 +58,7 @@ def assert_trigger_ids(commands: list[dict[str, Any]]) -> None:
 
 
 def trigger_records(broker: EmbeddedBroker, topic: str, expected: int) -> list[dict[str, Any]]:
-    from pipeline.decode import SingleObjectDecoder
+    from pipeline.source.decode import SingleObjectDecoder
 
     decode = SingleObjectDecoder(load_family("trigger"))
     return [

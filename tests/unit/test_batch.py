@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.batch import Batch, batches
+from pipeline.journey.batch import Batch, batches
 
 
 def command(n: int, name: str = "Чайник", pad: int = 0) -> dict[str, Any]:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastavro.schema import to_parsing_canonical_form
 
-from pipeline.decode import SingleObjectDecoder, make_decoder
 from pipeline.errors import DecodeError, PipelineError
-from pipeline.schemas import (
+from pipeline.source.decode import SingleObjectDecoder, make_decoder
+from pipeline.source.schemas import (
     SINGLE_OBJECT_MAGIC,
     SchemaFamily,
     load_family,

@@ -28,11 +28,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import dedupe
-from pipeline.dedupe import MAX_CART_LINES, Command, PartitionState
 from pipeline.errors import InvalidEventError
-from pipeline.normalise import Identity, Missing, normalise
-from pipeline.triggers import TriggerSettings
+from pipeline.source.normalise import Identity, Missing, normalise
+from pipeline.state import partition as dedupe
+from pipeline.state.partition import MAX_CART_LINES, Command, PartitionState
+from pipeline.state.triggers import TriggerSettings
 
 Event = dict[str, Any]
 T0 = 1764000000000

@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.dedupe import MARKS_KEY, RECORD_BUDGET, Cart, PartitionState, Retention
-from pipeline.normalise import Identity, PageView, normalise
-from pipeline.produce import ShopTraffic
+from pipeline.source.normalise import Identity, PageView, normalise
+from pipeline.state.partition import MARKS_KEY, RECORD_BUDGET, Cart, PartitionState, Retention
+from pipeline.tools.traffic import ShopTraffic
 
 HOUR = 3_600_000
 T0 = 1_764_000_000_000
@@ -213,7 +213,7 @@ def test_a_cart_record_from_before_prices_were_tracked_resends_its_lines() -> No
 
 
 def test_murmur2_matches_kafkas_test_vectors() -> None:
-    from pipeline.partition import PARTITIONERS, murmur2
+    from pipeline.source.partitioner import PARTITIONERS, murmur2
 
     vectors = {
         "21": -973932308,

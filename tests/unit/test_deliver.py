@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pipeline.deliver import _rejections, retry_after
+from pipeline.journey.delivery import _rejections, retry_after
 
 NOW = 1764000000.0
 

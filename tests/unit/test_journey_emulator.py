@@ -11,7 +11,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.journey_emulator import MAX_CONFLICT_EXAMPLES, JourneyEmulator
+from pipeline.tools.emulator import MAX_CONFLICT_EXAMPLES, JourneyEmulator
 
 KEY = "k" * 16 + "0123456789abcdef"
 EMPTY_COUNTS = {

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import InvalidEventError
-from pipeline.normalise import (
+from pipeline.source.normalise import (
     DEFAULT_LIMITS,
     EVENT_NAMES,
     Identity,

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from pipeline.dedupe import PartitionState
-from pipeline.normalise import Identity, normalise
-from pipeline.triggers import TriggerSettings, trigger_record
+from pipeline.source.normalise import Identity, normalise
+from pipeline.state.partition import PartitionState
+from pipeline.state.triggers import TriggerSettings, trigger_record
 
 T0 = 1_764_000_000_000
 MIN = 60_000

@@ -26,21 +26,22 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from . import config, logs, topics
-from .app import Pipeline
+from .. import config, logs
+from ..errors import DecodeError
+from ..metrics import Metrics
+from ..runtime import topics
+from ..runtime.changelog import Changelog
+from ..runtime.loop import Pipeline
+from ..runtime.outputs import Outputs
+from ..server import Health
+from ..source.decode import SingleObjectDecoder
+from ..source.normalise import Identity, LineChange, normalise
+from ..source.schemas import load_family
+from ..state.partition import PartitionState, Retention
 from .broker import EmbeddedBroker, free_port, wait_listening
-from .changelog import Changelog
-from .decode import SingleObjectDecoder
-from .dedupe import PartitionState, Retention
 from .demo import DEMO_KEY
-from .errors import DecodeError
-from .metrics import Metrics
-from .normalise import Identity, LineChange, normalise
-from .outputs import Outputs
 from .plot import Timeline, write_png
-from .produce import Encoder, ShopTraffic, encoded, produce
-from .schemas import load_family
-from .server import Health
+from .traffic import Encoder, ShopTraffic, encoded, produce
 
 TOPIC = "bench-events"
 
@@ -246,7 +247,7 @@ def restore_rate(bootstrap: str, carts: int) -> float:
 def state_rss_mb(carts: int) -> dict[str, float]:
     """RSS of a fresh process before and after holding `carts` distinct carts (with the
     event ids of their events, as within the 24 h replay window)."""
-    code = "import sys; from pipeline.bench import _rss_child; _rss_child(int(sys.argv[1]))"
+    code = "import sys; from pipeline.tools.bench import _rss_child; _rss_child(int(sys.argv[1]))"
     out = subprocess.run(
         [sys.executable, "-c", code, str(carts)],
         check=True,

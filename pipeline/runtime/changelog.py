@@ -15,12 +15,13 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from . import logs, topics
-from .config import Settings
-from .dedupe import PartitionState, Retention
-from .errors import PipelineError
+from .. import logs
+from ..config import Settings
+from ..errors import PipelineError
+from ..state.partition import PartitionState, Retention
+from ..state.triggers import TriggerSettings
+from . import topics
 from .outputs import Outputs
-from .triggers import TriggerSettings
 
 log = logs.get("changelog")
 

@@ -30,23 +30,24 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from . import logs, topics
+from .. import logs
+from ..config import Settings
+from ..errors import BrokerOutageError, DecodeError, InvalidEventError, PipelineError
+from ..journey.delivery import DeliveryWorker, JourneyClient
+from ..metrics import EVENT_LABELS, Metrics
+from ..server import Health
+from ..source.decode import make_decoder
+from ..source.normalise import Identity, Limits, Missing, normalise
+from ..source.partitioner import PARTITIONERS
+from ..source.schemas import load_family
+from ..state.partition import MARKS_KEY, RECORD_BUDGET, PartitionState
+from ..state.triggers import trigger_record
+from . import topics
 from .changelog import Changelog, retention, trigger_settings
-from .commit import Offsets, Source, Window
-from .config import Settings
+from .checkpoint import Offsets, Source, Window
 from .deadletter import DeadLetters
-from .decode import make_decoder
-from .dedupe import MARKS_KEY, RECORD_BUDGET, PartitionState
-from .deliver import DeliveryWorker, JourneyClient
-from .errors import BrokerOutageError, DecodeError, InvalidEventError, PipelineError
 from .lag import BrokerWatch, LagMonitor
-from .metrics import EVENT_LABELS, Metrics
-from .normalise import Identity, Limits, Missing, normalise
 from .outputs import Outputs
-from .partition import PARTITIONERS
-from .schemas import load_family
-from .server import Health
-from .triggers import trigger_record
 
 log = logs.get("app")
 # Memory is bounded by these, not by the backlog: a window holds at most so many events

@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from .schemas import SchemaFamily
+from ..source.schemas import SchemaFamily
 
 Event = dict[str, Any]
 _PRODUCTS = [(f"sku-{i}", f"Product {i}", round(99.0 + (i * 37) % 4900, 2)) for i in range(200)]

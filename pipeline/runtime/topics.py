@@ -10,7 +10,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
 )
 
-from .errors import PipelineError
+from ..errors import PipelineError
 
 
 def partitions(admin: AdminClient, topic: str, timeout_s: float = 10.0) -> int | None:

@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .errors import InvalidEventError
+from ..errors import InvalidEventError
 
 Event = dict[str, Any]
 Missing = dict[tuple[str, str], int]

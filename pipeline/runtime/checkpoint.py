@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from . import logs
-from .dedupe import Command
+from .. import logs
+from ..state.partition import Command
 
 log = logs.get("commit")
 

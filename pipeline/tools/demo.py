@@ -17,14 +17,15 @@ from types import FrameType
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from . import config, logs, topics
-from .app import Pipeline
+from .. import config, logs
+from ..metrics import Metrics
+from ..runtime import topics
+from ..runtime.loop import Pipeline
+from ..server import Health
+from ..source.schemas import load_family
 from .broker import EmbeddedBroker
-from .journey_emulator import JourneyEmulator
-from .metrics import Metrics
-from .produce import Encoder, ShopTraffic, encoded, produce
-from .schemas import load_family
-from .server import Health
+from .emulator import JourneyEmulator
+from .traffic import Encoder, ShopTraffic, encoded, produce
 
 DEMO_KEY = "DemoKey0123456789abcdefABCDEF012"
 TOPIC = "site-events"

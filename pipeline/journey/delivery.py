@@ -22,18 +22,18 @@ from collections.abc import Callable
 import orjson
 import urllib3
 
-from . import logs
-from .batch import Batch, batches
-from .commit import Window
-from .config import Secret
-from .dedupe import Command
-from .errors import (
+from .. import logs
+from ..config import Secret
+from ..errors import (
     RejectedCommandsError,
     ShutdownTimeoutError,
     TransientDeliveryError,
     UnauthorizedError,
 )
-from .metrics import Metrics
+from ..metrics import Metrics
+from ..runtime.checkpoint import Window
+from ..state.partition import Command
+from .batch import Batch, batches
 
 log = logs.get("deliver")
 _TRANSIENT = {408: "unavailable", 425: "unavailable", 429: "throttled"}

@@ -35,8 +35,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .errors import InvalidEventError
-from .normalise import Change, Line, LineChange, PageView, ProductView, Purchase
+from ..errors import InvalidEventError
+from ..source.normalise import Change, Line, LineChange, PageView, ProductView, Purchase
 from .triggers import BROWSE, CART, MAX_VIEWED, Timers, TriggerSettings
 
 Command = dict[str, Any]

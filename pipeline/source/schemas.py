@@ -19,12 +19,12 @@ from typing import Any
 from fastavro import schemaless_writer
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _FILE_RE = re.compile(r"(?P<name>[a-z_]+)\.v(?P<version>\d+)\.avsc")
-_PACKAGED = Path(__file__).parent / "_schemas"  # inside a built wheel
-_SOURCE = Path(__file__).parent.parent / "schemas"  # in a checkout
+_PACKAGED = Path(__file__).parent.parent / "_schemas"  # inside a built wheel
+_SOURCE = Path(__file__).parent.parent.parent / "schemas"  # in a checkout
 
 
 def schemas_dir() -> Path:

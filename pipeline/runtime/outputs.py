@@ -24,9 +24,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ConfigResource,
 )
 
-from . import logs
-from .config import Settings
-from .errors import PipelineError
+from .. import logs
+from ..config import Settings
+from ..errors import PipelineError
 
 log = logs.get("outputs")
 

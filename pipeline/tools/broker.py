@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from .errors import BrokerMissingError, PipelineError
+from ..errors import BrokerMissingError, PipelineError
 
 
 def free_port() -> int:

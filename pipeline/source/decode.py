@@ -15,7 +15,7 @@ from typing import Any
 from fastavro import schemaless_reader
 from fastavro.schema import parse_schema
 
-from .errors import DecodeError, PipelineError
+from ..errors import DecodeError, PipelineError
 from .schemas import SINGLE_OBJECT_MAGIC, SchemaFamily, strip_logical_types
 
 Decoder = Callable[[bytes], dict[str, Any]]

@@ -32,12 +32,13 @@ from confluent_kafka import ConsumerGroupTopicPartitions, Message, Producer, Top
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from . import logs, topics
+from .. import logs
+from ..runtime import topics
+from ..source.schemas import load_family
 from .bench import SteadyRate, _start_emulator, consume_decode_ceiling
 from .broker import EmbeddedBroker, free_port
 from .demo import DEMO_KEY
-from .produce import Encoder, ShopTraffic
-from .schemas import load_family
+from .traffic import Encoder, ShopTraffic
 
 MIB = 1024 * 1024
 SAMPLE_S = 0.2  # VmRSS sampling period
@@ -279,7 +280,8 @@ def state_only_mib(events: int, visitors: int, partitions: int) -> dict[str, Any
     """RSS growth of a bare process (no Kafka, no delivery) folding the same backlog into
     the pipeline's per-partition state: what the state alone costs."""
     code = (
-        "import sys; from pipeline.backlog_bench import _state_child; _state_child(*sys.argv[1:])"
+        "import sys; from pipeline.tools.backlog_bench import _state_child; "
+        "_state_child(*sys.argv[1:])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(events), str(visitors), str(partitions)],
@@ -298,12 +300,12 @@ def _state_child(events_arg: str, visitors_arg: str, partitions_arg: str) -> Non
     one second of catch-up) as the pipeline's seal does; print the RSS it added."""
     import gc
 
-    from . import config
-    from .changelog import retention, trigger_settings
-    from .dedupe import PartitionState
-    from .errors import InvalidEventError
-    from .normalise import Identity, normalise
-    from .partition import PARTITIONERS
+    from .. import config
+    from ..errors import InvalidEventError
+    from ..runtime.changelog import retention, trigger_settings
+    from ..source.normalise import Identity, normalise
+    from ..source.partitioner import PARTITIONERS
+    from ..state.partition import PartitionState
 
     events, visitors, partitions = int(events_arg), int(visitors_arg), int(partitions_arg)
     settings = config.load(

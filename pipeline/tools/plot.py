@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .metrics import LATENCY_BUCKETS, Metrics
+from ..metrics import LATENCY_BUCKETS, Metrics
 
 
 @dataclass

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from . import logs
-from .config import Settings
-from .metrics import Metrics
+from .. import logs
+from ..config import Settings
+from ..metrics import Metrics
 
 log = logs.get("lag")
 BROKER_DOWN_AFTER_S = 20.0  # silence this long (4 refreshes) means the broker is away

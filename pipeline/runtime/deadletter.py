@@ -16,9 +16,9 @@ import hashlib
 import orjson
 from confluent_kafka import KafkaError, Message
 
-from . import logs
-from .dedupe import Command
-from .metrics import Metrics
+from .. import logs
+from ..metrics import Metrics
+from ..state.partition import Command
 from .outputs import Headers, Outputs, Record
 
 log = logs.get("deadletter")

@@ -1,0 +1,1 @@
+"""What goes out: commands, batches, the Journey client and delivery."""

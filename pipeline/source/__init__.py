@@ -1,0 +1,1 @@
+"""What comes in: schemas, decoding, the vocabulary (normalise), the producers' partitioner."""

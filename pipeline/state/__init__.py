@@ -1,0 +1,1 @@
+"""Partition state: small changelogged stores and the triggers; pure, no I/O."""
