@@ -18,23 +18,11 @@ from prometheus_client import (
 )
 
 from . import __version__
+from .journey.commands import CALL_NAMES
 from .source.normalise import EVENT_NAMES
 
 EVENT_LABELS = (*EVENT_NAMES, "other")
 OUTCOMES = ("processed", "skipped", "duplicate", "dead_lettered", "repartitioned")
-CALLS = (
-    "Track",
-    "ECommerce.ProductView",
-    "ECommerce.AddCart",
-    "ECommerce.UpdateCart",
-    "ECommerce.AddCartItem",
-    "ECommerce.RemoveCartItem",
-    "ECommerce.SubmitCart",
-    "ECommerce.AddTransaction",
-    "ECommerce.AddItem",
-    "ECommerce.SubmitTransaction",
-    "Trigger",
-)
 BATCH_RESULTS = ("accepted", "rejected", "retried", "unauthorized")
 RETRY_REASONS = ("throttled", "server_error", "unavailable", "timeout", "connection")
 DEAD_LETTER_REASONS = (
@@ -205,7 +193,7 @@ class Metrics:
         for event in EVENT_LABELS:
             for outcome in OUTCOMES:
                 self.events.labels(event, outcome)
-        for call in CALLS:
+        for call in CALL_NAMES:
             self.commands.labels(call)
         for result in BATCH_RESULTS:
             self.batches.labels(result)

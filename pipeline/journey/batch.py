@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from ..state.partition import Command
+from .commands import Command
 
 _HEAD = b'{"batchId":"'
 _MID = b'","commands":['

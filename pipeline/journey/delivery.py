@@ -32,8 +32,8 @@ from ..errors import (
 )
 from ..metrics import Metrics
 from ..runtime.checkpoint import Window
-from ..state.partition import Command
 from .batch import Batch, batches
+from .commands import Command
 
 log = logs.get("deliver")
 _TRANSIENT = {408: "unavailable", 425: "unavailable", 429: "throttled"}

@@ -19,7 +19,7 @@ from __future__ import annotations
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from .. import logs
-from ..state.partition import Command
+from ..journey.commands import Command
 
 log = logs.get("commit")
 

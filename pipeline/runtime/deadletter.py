@@ -17,8 +17,8 @@ import orjson
 from confluent_kafka import KafkaError, Message
 
 from .. import logs
+from ..journey.commands import Command
 from ..metrics import Metrics
-from ..state.partition import Command
 from .outputs import Headers, Outputs, Record
 
 log = logs.get("deadletter")

@@ -36,10 +36,9 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..errors import InvalidEventError
+from ..journey.commands import Command
 from ..source.normalise import Change, Line, LineChange, PageView, ProductView, Purchase
 from .triggers import BROWSE, CART, MAX_VIEWED, Timers, TriggerSettings
-
-Command = dict[str, Any]
 
 
 def _command(  # noqa: PLR0917  (called on the hot path: positional is cheaper)

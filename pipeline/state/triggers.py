@@ -18,6 +18,8 @@ from __future__ import annotations
 import heapq
 from typing import Any, NamedTuple
 
+from ..journey.commands import Command
+
 CART, BROWSE = 0, 1
 MAX_VIEWED = 10
 
@@ -54,7 +56,7 @@ class Timers:
         return len(self._heap)
 
 
-def trigger_record(command: dict[str, Any], fired_ms: int) -> dict[str, Any]:
+def trigger_record(command: Command, fired_ms: int) -> dict[str, Any]:
     """The triggers topic's Avro record (schemas/trigger.v1.avsc) for a Trigger command."""
     args = command["args"]
     return {
