@@ -34,20 +34,12 @@ def _fail(message: str) -> NoReturn:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from confluent_kafka import KafkaException
-
-    from .metrics import Metrics
-    from .runtime.loop import Pipeline
-    from .server import Health, serve
+    from .runtime.wiring import build_pipeline
+    from .server import serve
 
     settings = config.load(os.environ, vars(args))
     logs.setup(settings.log_level)
-    metrics = Metrics()
-    health = Health(poll_stale_s=max(10.0, 3 * settings.flush_interval_ms / 1000.0))
-    try:
-        pipeline = Pipeline(settings, metrics, health)
-    except KafkaException as exc:  # librdkafka refuses an OFSYS_KAFKA_* property
-        raise ConfigError(f"Kafka configuration: {exc.args[0].str()}") from exc
+    pipeline, metrics, health = build_pipeline(settings)
     server = serve(settings.metrics_port, metrics, health) if settings.metrics_port else None
     signal.signal(signal.SIGTERM, lambda *_: pipeline.stop())
     signal.signal(signal.SIGINT, lambda *_: pipeline.stop())

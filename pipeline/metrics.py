@@ -2,7 +2,9 @@
 
 Naming follows the Prometheus guide: `ofsys_` prefix, base units, `_total` counters.
 Labels come only from small fixed sets (event names outside the vocabulary become
-`other`); the label values below are pre-created so every series exists at 0.
+`other`); the label values below are pre-created so every series exists at 0. Calls
+come from the contract's table (journey.commands.CALL_NAMES), retry and dead-letter
+reasons from the error tree's tables (errors.RETRY_REASONS, DEAD_LETTER_REASONS).
 """
 
 from __future__ import annotations
@@ -18,24 +20,13 @@ from prometheus_client import (
 )
 
 from . import __version__
+from .errors import DEAD_LETTER_REASONS, RETRY_REASONS
 from .journey.commands import CALL_NAMES
 from .source.normalise import EVENT_NAMES
 
 EVENT_LABELS = (*EVENT_NAMES, "other")
 OUTCOMES = ("processed", "skipped", "duplicate", "dead_lettered", "repartitioned")
 BATCH_RESULTS = ("accepted", "rejected", "retried", "unauthorized")
-RETRY_REASONS = ("throttled", "server_error", "unavailable", "timeout", "connection")
-DEAD_LETTER_REASONS = (
-    "bad-framing",
-    "unknown-schema",
-    "undecodable",
-    "too-large",
-    "empty",
-    "missing-field",
-    "invalid-value",
-    "journey-rejected",
-    "repartition-refused",
-)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
@@ -197,10 +188,10 @@ class Metrics:
             self.commands.labels(call)
         for result in BATCH_RESULTS:
             self.batches.labels(result)
-        for reason in RETRY_REASONS:
-            self.retries.labels(reason)
-        for reason in DEAD_LETTER_REASONS:
-            self.dead_letters.labels(reason)
+        for retry in RETRY_REASONS:
+            self.retries.labels(retry)
+        for dead in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(dead)
         for name in ("AbandonedCart", "BrowseAbandonment"):
             self.triggers.labels(name)
         for kind in ("assigned", "revoked", "lost"):

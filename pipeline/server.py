@@ -73,5 +73,8 @@ def serve(
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="ofsys-http", daemon=True).start()
+    # a short poll interval: shutdown() waits for it, inside the shutdown deadline
+    threading.Thread(
+        target=server.serve_forever, args=(0.1,), name="ofsys-http", daemon=True
+    ).start()
     return server

@@ -1,8 +1,10 @@
 """Commands -> Journey request bodies, bounded by command count and body bytes.
 
-Each command is encoded once; a body is the encoded commands joined. The batch id is
-a hash of exactly those bytes, so a retried or re-made batch with the same content
-carries the same Idempotency-Key.
+Each command is encoded once; a body is the encoded commands joined. Invariants: the
+batches hold the commands in their order, each within both bounds (but for a lone
+oversized command); the batch id is a hash of exactly the encoded commands, so a
+retried, split or re-made batch with the same content carries the same
+Idempotency-Key, and different content never shares one.
 """
 
 from __future__ import annotations

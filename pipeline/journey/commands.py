@@ -2,8 +2,10 @@
 
 `Command` is a TypedDict, so it is still a plain dict at run time (orjson encodes it
 as it is, the hot path builds it with a literal). `CALLS` is the one table of call
-names and their required args; the metric labels, the emulator's validation and the
-tests read it (docs/journey-contract.md, "The calls").
+names and their required args, each of a `Kind` (text: a non-empty string; number:
+an int or float; quantity: an int >= 0). Invariant: it is the only such table; the
+metric labels (`CALL_NAMES`), the emulator's validation and the tests read it
+(docs/journey-contract.md, "The calls").
 """
 
 from __future__ import annotations

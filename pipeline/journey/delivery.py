@@ -1,29 +1,29 @@
-"""Deliver batches to Journey: the HTTP client and the retry policy of the contract.
+"""The contract's response table, and the worker that delivers windows in order.
 
-`JourneyClient.send` makes one request and turns the answer into nothing (accepted)
-or a typed DeliveryError. `Delivery.deliver` owns the contract's response table:
+`Delivery.deliver` owns the response table (docs/journey-contract.md, "The response"):
 retry transient failures with exponential backoff and full jitter (honouring
-Retry-After), dead-letter named rejections and re-send the rest, split unnamed
-rejections to isolate them, and wait out 401/403 without committing or dropping.
-Waiting is done through `wait`, which the run loop implements by pausing consumption
-and keeping the group membership alive: that is the backpressure.
+Retry-After), dead-letter named rejections and re-send the rest, halve unnamed
+rejections until each rejected command is alone, and wait out 401/403 without
+dead-lettering. Invariant: `deliver` returns only once every command of the batch was
+accepted or dead-lettered, in their order; it never drops one, and only `wait` can end
+it early (by raising). It talks to Journey through any `Transport` (client.py).
+
+`DeliveryWorker` runs `deliver` on its own thread, one window after another in the
+order submitted, so one cart's commands reach Journey in the order of its events. Its
+`wait` sleeps interruptibly and gives up (ShutdownTimeoutError) past the `stop`
+deadline; the loop pauses consumption while it is `retrying`: that is the backpressure.
 """
 
 from __future__ import annotations
 
 import collections
-import email.utils
 import queue
 import random
 import threading
 import time
 from collections.abc import Callable
 
-import orjson
-import urllib3
-
 from .. import logs
-from ..config import Secret
 from ..errors import (
     RejectedCommandsError,
     ShutdownTimeoutError,
@@ -33,101 +33,35 @@ from ..errors import (
 from ..metrics import Metrics
 from ..runtime.checkpoint import Window
 from .batch import Batch, batches
+from .client import JourneyClient, Transport
 from .commands import Command
 
+__all__ = ["Delivery", "DeliveryWorker", "JourneyClient", "Transport"]
+
 log = logs.get("deliver")
-_TRANSIENT = {408: "unavailable", 425: "unavailable", 429: "throttled"}
 _BASE_BACKOFF_S = 0.2
-
-
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def _rejections(body: bytes) -> dict[str, str]:
-    try:
-        errors = orjson.loads(body).get("errors") or []
-        return {str(e["id"]): str(e.get("message", "rejected")) for e in errors if "id" in e}
-    except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError):
-        return {}
-
-
-class JourneyClient:
-    """One Journey endpoint over pooled keep-alive connections."""
-
-    def __init__(self, url: str, account_key: Secret, timeout_s: float) -> None:
-        self._url = url
-        self._pool = urllib3.PoolManager(
-            num_pools=1,
-            maxsize=2,
-            retries=False,
-            timeout=urllib3.Timeout(connect=min(timeout_s, 5.0), read=timeout_s),
-        )
-        self._headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {account_key.reveal()}",
-        }
-
-    def send(self, batch: Batch) -> None:
-        headers = {**self._headers, "Idempotency-Key": batch.batch_id}
-        try:
-            response = self._pool.request("POST", self._url, body=batch.body, headers=headers)
-        except urllib3.exceptions.TimeoutError as exc:
-            raise TransientDeliveryError(
-                "Journey timed out", reason="timeout", retry_after=None
-            ) from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise TransientDeliveryError(
-                f"Journey unreachable: {type(exc).__name__}", reason="connection", retry_after=None
-            ) from exc
-        status = response.status
-        if 200 <= status < 300:
-            return
-        if status in (400, 422):
-            raise RejectedCommandsError(
-                f"Journey rejected the batch ({status})",
-                status=status,
-                errors=_rejections(response.data),
-            )
-        if status in (401, 403):
-            raise UnauthorizedError(f"Journey refused the account key ({status})", status=status)
-        # Statuses outside the contract are retried too: dropping is never the answer.
-        reason = _TRANSIENT.get(status) or ("server_error" if status >= 500 else "unavailable")
-        raise TransientDeliveryError(
-            f"Journey answered {status}",
-            reason=reason,
-            status=status,
-            retry_after=retry_after(response.headers.get("Retry-After")),
-        )
-
-    def close(self) -> None:
-        self._pool.clear()
 
 
 class Delivery:
     """The contract's response table, applied until every command is accepted or
-    dead-lettered. Never drops a batch: only `wait` can end it (by raising)."""
+    dead-lettered. Never drops a batch: only `wait` can end it (by raising).
+
+    `unauthorized` is True from a 401/403 until the next accepted batch. `rng` draws
+    the jitter (the module's random by default; tests pass a seeded one).
+    """
 
     def __init__(
         self,
-        client: JourneyClient,
+        transport: Transport,
         metrics: Metrics,
         *,
         max_backoff_s: float,
         wait: Callable[[float], None],
         dead_letter: Callable[[Command, str], None],
+        rng: random.Random | None = None,
     ) -> None:
-        self._client = client
+        self._transport = transport
+        self._uniform = random.uniform if rng is None else rng.uniform
         self._metrics = metrics
         self._max_backoff_s = max_backoff_s
         self._wait = wait
@@ -141,16 +75,14 @@ class Delivery:
             current = pending[0]
             started = time.monotonic()
             try:
-                self._client.send(current)
+                self._transport.send(current)
             except TransientDeliveryError as exc:
                 self._metrics.batches.labels("retried").inc()
                 self._metrics.retries.labels(exc.reason).inc()
                 attempt += 1
                 delay = exc.retry_after
                 if delay is None:
-                    delay = random.uniform(
-                        0, min(self._max_backoff_s, _BASE_BACKOFF_S * 2**attempt)
-                    )
+                    delay = self._uniform(0, min(self._max_backoff_s, _BASE_BACKOFF_S * 2**attempt))
                 log.warning(
                     "Journey delivery failed, will retry",
                     extra={
@@ -215,11 +147,19 @@ class Delivery:
 
 class DeliveryWorker:
     """Delivers sealed windows in order on its own thread, so the loop keeps consuming
-    while Journey answers; the loop pauses consumption when `backlogged`."""
+    while Journey answers.
+
+    The loop reads: `completed()`, the windows fully delivered since it last asked, in
+    order; `outstanding`, windows submitted and not yet completed; `retrying`, True
+    while a window waits to be sent again (the loop pauses consumption then);
+    `unauthorized`, Journey refuses the key; `failure`, the unexpected exception that
+    stopped the thread (the loop stops the process). `stop(deadline)` finishes what is
+    queued but gives up retrying past the deadline: the windows left stay uncommitted.
+    """
 
     def __init__(
         self,
-        client: JourneyClient,
+        client: Transport,
         metrics: Metrics,
         dead_letter: Callable[[Command, str], None],
         *,
@@ -286,7 +226,11 @@ class DeliveryWorker:
         while (remaining := end - time.monotonic()) > 0:
             if time.monotonic() >= self._deadline:
                 raise ShutdownTimeoutError("shutdown deadline passed while Journey retried")
-            self._stop.wait(min(remaining, 0.1))
+            # once stopping, the event is set and would not wait: sleep the slice instead
+            if self._stop.is_set():
+                time.sleep(min(remaining, 0.1))
+            else:
+                self._stop.wait(min(remaining, 0.1))
 
     def _loop(self) -> None:
         while (window := self._queue.get()) is not None:

@@ -21,7 +21,7 @@ from ..errors import PipelineError
 from ..state.partition import PartitionState, Retention
 from ..state.triggers import TriggerSettings
 from . import topics
-from .outputs import Outputs
+from .ports import Outputs
 
 log = logs.get("changelog")
 
@@ -43,10 +43,13 @@ def retention(settings: Settings) -> Retention:
 
 
 class Changelog:
-    def __init__(self, settings: Settings, outputs: Outputs) -> None:
+    def __init__(
+        self, settings: Settings, outputs: Outputs, admin: AdminClient | None = None
+    ) -> None:
         self.topic = settings.changelog_topic
         self._settings = settings
         self._outputs = outputs
+        self._admin = admin  # given: each restore first makes sure the topic is right
 
     def ensure(self, admin: AdminClient, partitions: int) -> None:
         topics.ensure(admin, self.topic, partitions, {"cleanup.policy": "compact"})
@@ -64,6 +67,8 @@ class Changelog:
 
     def restore(self, partitions: list[int]) -> tuple[dict[int, PartitionState], int]:
         """Each partition's state, rebuilt from its changelog partition up to its end."""
+        if self._admin is not None:
+            self.ensure(self._admin, topics.partitions(self._admin, self._settings.topic) or 1)
         states = {
             p: PartitionState(retention(self._settings), trigger_settings(self._settings))
             for p in partitions

@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 
 import orjson
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError
 
 from .. import logs
 from ..journey.commands import Command
 from ..metrics import Metrics
-from .outputs import Headers, Outputs, Record
+from .outputs import Headers, Record
+from .ports import Message, Outputs
 
 log = logs.get("deadletter")
 

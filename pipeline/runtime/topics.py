@@ -1,4 +1,8 @@
-"""Topic administration the pipeline needs at start: find the input, create its outputs."""
+"""Topic administration the pipeline needs at start: find the input, create its outputs.
+
+Owns topic creation and partition counts. Invariant: an existing topic is never
+altered; a topic is created only with the partition count it is asked for.
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
 """Triggers the pipeline detects itself: abandoned carts and browse abandonment.
 
-Timers are kept per partition beside its state (one heap entry per cart or visitor
-at a time; activity only moves the due time, checked when the entry comes up). A
-trigger fires at most once per quiet period: the cart remembers the activity time it
-fired for (`Cart.abandoned_at`), in its changelog record, so neither a restart nor a
-rebalance fires it twice or loses it.
+All trigger logic lives here: the timers, the browsing store (`b<visitor>` records,
+value `[last view ms, product ids]`), the carts awaiting an email, and the firing.
+Timers are kept per partition beside its state (one heap entry per cart or visitor at
+a time; activity only moves the due time, checked when the entry comes up). Invariant:
+a trigger fires at most once per quiet period: the cart remembers the activity time it
+fired for (`Cart.abandoned_at`, in its changelog record), and a visitor's browsing
+entry is deleted when it fires, so neither a restart nor a rebalance fires it twice.
 
 Time: a partition's clock is the wall clock when the consumer has read its partitions
 to the end, else the newest event time it has processed (its stream time). So a
@@ -18,10 +20,16 @@ from __future__ import annotations
 import heapq
 from typing import Any, NamedTuple
 
+import orjson
+
 from ..journey.commands import Command
+from .carts import Carts, cart_ms
+from .compose import command, digest, money, put
+from .records import Record, key
 
 CART, BROWSE = 0, 1
 MAX_VIEWED = 10
+PREFIX = b"b"
 
 
 class TriggerSettings(NamedTuple):
@@ -33,27 +41,217 @@ class TriggerSettings(NamedTuple):
 class Timers:
     """Due times, one entry per (kind, key) at a time."""
 
-    __slots__ = ("_armed", "_heap")
+    __slots__ = ("armed", "heap")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, int, str]] = []
-        self._armed: set[tuple[int, str]] = set()
+        self.heap: list[tuple[int, int, str]] = []  # (due ms, kind, key)
+        self.armed: set[tuple[int, str]] = set()  # (kind, key) of each entry in `heap`
 
     def arm(self, kind: int, key: str, due_ms: int) -> None:
-        if (kind, key) not in self._armed:
-            self._armed.add((kind, key))
-            heapq.heappush(self._heap, (due_ms, kind, key))
+        if (kind, key) not in self.armed:
+            self.armed.add((kind, key))
+            heapq.heappush(self.heap, (due_ms, kind, key))
 
     def pop_due(self, now_ms: int) -> tuple[int, int, str] | None:
         """The next entry due by `now_ms`, disarmed; the caller re-arms it if needed."""
-        if self._heap and self._heap[0][0] <= now_ms:
-            entry = heapq.heappop(self._heap)
-            self._armed.discard((entry[1], entry[2]))
+        if self.heap and self.heap[0][0] <= now_ms:
+            entry = heapq.heappop(self.heap)
+            self.armed.discard((entry[1], entry[2]))
             return entry
         return None
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self.heap)
+
+
+class Triggers:
+    """A partition's timers and browsing, over its carts and identities (read only but
+    for `Cart.abandoned_at`). With no settings, nothing is armed and nothing fires."""
+
+    prefix = PREFIX  # of its changelog keys
+    __slots__ = (
+        "_armed",
+        "_awaiting",
+        "_cart_after_ms",
+        "_carts",
+        "_changed",
+        "_emails",
+        "_heap",
+        "browsing",
+        "settings",
+        "timers",
+    )
+
+    def __init__(
+        self, settings: TriggerSettings | None, carts: Carts, emails: dict[str, str]
+    ) -> None:
+        self.settings = settings
+        self._cart_after_ms = settings.cart_after_ms if settings is not None else 0
+        self.timers = Timers()
+        self._armed, self._heap = self.timers.armed, self.timers.heap  # for `cart_active`
+        self.browsing: dict[str, list[Any]] = {}  # visitor key -> [last view ms, product ids]
+        self._changed: set[str] = set()  # browsing entries whose record is not written
+        self._awaiting: dict[str, int] = {}  # quiet cart id -> its activity time
+        self._carts = carts
+        self._emails = emails
+
+    # -- activity (the partition's apply) ----------------------------------------------
+
+    def cart_active(self, cart_id: str, ts: int) -> None:
+        """A cart changed at `ts`: armed to fall due `cart_after_ms` later (hot path)."""
+        key = (CART, cart_id)
+        if key not in self._armed:  # Timers.arm, inlined
+            self._armed.add(key)
+            heapq.heappush(self._heap, (ts + self._cart_after_ms, CART, cart_id))
+
+    def viewed(self, key: str | None, product_id: str, ts: int) -> None:
+        """A product view by a cart or visitor (`key`): browsing, armed to fall due."""
+        if key is None or self.settings is None:
+            return
+        entry = self.browsing.get(key)
+        if entry is None:
+            entry = self.browsing[key] = [ts, []]
+        views: list[str] = entry[1]
+        if product_id in views:
+            views.remove(product_id)
+        views.insert(0, product_id)
+        del views[MAX_VIEWED:]
+        entry[0] = max(entry[0], ts)
+        self._changed.add(key)
+        self.timers.arm(BROWSE, key, entry[0] + self.settings.browse_after_ms)
+
+    def added_to_cart(self, cart_id: str) -> None:
+        """Added to cart: not a browse abandonment."""
+        if self.browsing.pop(cart_id, None) is not None:
+            self._changed.add(cart_id)
+
+    def email_known(self, cart_id: str) -> None:
+        """A quiet cart's email came: due at once (fired if still in its grace period)."""
+        if cart_id in self._awaiting and self.settings is not None:
+            self.timers.arm(CART, cart_id, 0)
+
+    def cart_closed(self, cart_id: str) -> None:
+        """A transaction closed the cart: neither trigger for it."""
+        self._awaiting.pop(cart_id, None)
+        self.added_to_cart(cart_id)
+
+    # -- firing ------------------------------------------------------------------------
+
+    def fire_due(self, now_ms: int) -> list[Command]:
+        """Trigger commands for the carts and visitors quiet long enough by `now_ms`."""
+        if self.settings is None:
+            return []
+        fired: list[Command] = []
+        while (entry := self.timers.pop_due(now_ms)) is not None:
+            _, kind, name = entry
+            fire = self._abandoned_cart if kind == CART else self._browse_abandoned
+            if (cmd := fire(name, now_ms)) is not None:
+                fired.append(cmd)
+        return fired
+
+    def _abandoned_cart(self, cart_id: str, now_ms: int) -> Command | None:
+        settings = self.settings
+        assert settings is not None
+        cart = self._carts.held(cart_id)
+        if cart is None or not cart.lines or cart.abandoned_at == cart.ts:
+            self._awaiting.pop(cart_id, None)
+            return None
+        due = cart.ts + settings.cart_after_ms
+        if due > now_ms:  # active since it was armed: wait for the new due time
+            self.timers.arm(CART, cart_id, due)
+            return None
+        email = self._emails.get(cart_id)
+        awaited = self._awaiting.pop(cart_id, None)
+        if email is None:
+            if now_ms <= due + settings.grace_ms:
+                self._awaiting[cart_id] = cart.ts
+            return None
+        if awaited is not None and now_ms > due + settings.grace_ms:
+            return None  # the email came after the grace period
+        cart.abandoned_at = cart.ts
+        self._carts.touched.add(cart_id)
+        items = [
+            put(
+                put({"idProduct": pid, "quantity": line.quantity}, "productName", line.name),
+                "priceunit",
+                line.price,
+            )
+            for pid, line in cart.lines.items()
+        ]
+        args = {
+            "name": "AbandonedCart",
+            "idCart": cart_id,
+            "TotalPrice": money(cart.total),
+            "email": email,
+            "items": items,
+            "lastActivity": cart.ts,
+        }
+        cid = f"{cart_id}@abandoned@{cart.ts}.{digest(args)}"
+        return command(cid, due, cart_id, email, "Trigger", args)
+
+    def _browse_abandoned(self, name: str, now_ms: int) -> Command | None:
+        settings = self.settings
+        assert settings is not None
+        entry = self.browsing.get(name)
+        if entry is None:
+            return None
+        due = entry[0] + settings.browse_after_ms
+        if due > now_ms:
+            self.timers.arm(BROWSE, name, due)
+            return None
+        del self.browsing[name]
+        self._changed.add(name)
+        email = self._emails.get(name)
+        if email is None:
+            return None
+        cart_id = name if name != email else None
+        args = {
+            "name": "BrowseAbandonment",
+            "email": email,
+            "viewedProducts": list(entry[1]),
+            "lastActivity": entry[0],
+        }
+        cid = f"{name}@browse@{entry[0]}.{digest(args)}"
+        return command(cid, due, cart_id, email, "Trigger", args)
+
+    def rearm(self, stream_ms: int) -> None:
+        """Timers after a restore: carts active recently enough to fall due or still be
+        in their grace period, and every browsing visitor."""
+        settings = self.settings
+        if settings is None:
+            return
+        horizon = stream_ms - settings.cart_after_ms - settings.grace_ms
+        for cart_id, cart in self._carts.carts.items():
+            ts = cart_ms(cart)
+            if ts >= horizon:
+                self.timers.arm(CART, cart_id, ts + settings.cart_after_ms)
+        for name, entry in self.browsing.items():
+            self.timers.arm(BROWSE, name, entry[0] + settings.browse_after_ms)
+
+    # -- durability of browsing --------------------------------------------------------
+
+    def changes(self) -> list[Record]:
+        browsing = self.browsing
+        records: list[Record] = []
+        for name in self._changed:
+            entry = browsing.get(name)
+            records.append((key(PREFIX, name), orjson.dumps(entry) if entry else None))
+        self._changed.clear()
+        return records
+
+    def load(self, name: str, value: bytes | None) -> int:
+        if value is None:
+            self.browsing.pop(name, None)
+        else:
+            self.browsing[name] = orjson.loads(value)
+        return 0
+
+    def expire(self, now_ms: int) -> list[Record]:
+        """Browsing is not expired by retention: an entry leaves when it fires."""
+        return []
+
+    def snapshot(self) -> dict[str, list[Any]]:
+        return dict(self.browsing)
 
 
 def trigger_record(command: Command, fired_ms: int) -> dict[str, Any]:

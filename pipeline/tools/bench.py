@@ -28,12 +28,10 @@ from confluent_kafka.admin import AdminClient
 
 from .. import config, logs
 from ..errors import DecodeError
-from ..metrics import Metrics
 from ..runtime import topics
 from ..runtime.changelog import Changelog
-from ..runtime.loop import Pipeline
 from ..runtime.outputs import Outputs
-from ..server import Health
+from ..runtime.wiring import build_pipeline
 from ..source.decode import SingleObjectDecoder
 from ..source.normalise import Identity, LineChange, normalise
 from ..source.schemas import load_family
@@ -139,8 +137,7 @@ def end_to_end(
             "OFSYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
         }
     )
-    metrics = Metrics()
-    pipeline = Pipeline(settings, metrics, Health(poll_stale_s=30))
+    pipeline, metrics, _ = build_pipeline(settings)
     runner = threading.Thread(target=pipeline.run, daemon=True)
     runner.start()
     rate = SteadyRate(events)

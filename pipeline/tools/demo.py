@@ -20,8 +20,7 @@ from confluent_kafka.admin import AdminClient
 from .. import config, logs
 from ..metrics import Metrics
 from ..runtime import topics
-from ..runtime.loop import Pipeline
-from ..server import Health
+from ..runtime.wiring import build_pipeline
 from ..source.schemas import load_family
 from .broker import EmbeddedBroker
 from .emulator import JourneyEmulator
@@ -72,8 +71,7 @@ def run_demo(*, duration_s: float, rate: float) -> int:
                 "OFSYS_METRICS_PORT": "0",
             }
         )
-        metrics = Metrics()
-        pipeline = Pipeline(settings, metrics, Health(poll_stale_s=10.0))
+        pipeline, metrics, _ = build_pipeline(settings)
         runner = threading.Thread(target=pipeline.run, name="pipeline", daemon=True)
         runner.start()
         traffic = ShopTraffic(seed=int(time.time()), duplicate_rate=0.02, invalid_rate=0.005)

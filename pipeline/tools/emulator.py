@@ -35,24 +35,18 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from ..journey.commands import CALLS, Kind
+
 INGEST_PATH = "/v1/journey"
 MAX_CONFLICT_EXAMPLES = 20
 
 _STR, _NUM, _QTY = 0, 1, 2
 _KIND_TEXT = {_STR: "a non-empty string", _NUM: "a number", _QTY: "an integer >= 0"}
-# Required args of each contract call, in the contract's order; optional args are free.
+_CHECK: dict[Kind, int] = {"text": _STR, "number": _NUM, "quantity": _QTY}
+# Required args of each contract call, in the contract's order, from the one table of
+# calls (pipeline.journey.commands.CALLS); optional args are free.
 _REQUIRED: dict[str, tuple[tuple[str, int], ...]] = {
-    "Track": (("f_EMail", _STR),),
-    "ECommerce.ProductView": (("idProduct", _STR),),
-    "ECommerce.AddCart": (("idCart", _STR), ("TotalPrice", _NUM)),
-    "ECommerce.UpdateCart": (("idCart", _STR), ("TotalPrice", _NUM)),
-    "ECommerce.AddCartItem": (("idCart", _STR), ("idProduct", _STR), ("quantity", _QTY)),
-    "ECommerce.RemoveCartItem": (("idCart", _STR), ("idProduct", _STR)),
-    "ECommerce.SubmitCart": (("idCart", _STR),),
-    "ECommerce.AddTransaction": (("idTransaction", _STR),),
-    "ECommerce.AddItem": (("idTransaction", _STR), ("idProduct", _STR), ("quantity", _QTY)),
-    "ECommerce.SubmitTransaction": (("idTransaction", _STR),),
-    "Trigger": (("name", _STR),),
+    call: tuple((name, _CHECK[kind]) for name, kind in required) for call, required in CALLS.items()
 }
 _COUNTERS = (
     "duplicates_received",

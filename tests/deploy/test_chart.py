@@ -227,6 +227,15 @@ def test_grace_period_not_above_shutdown_timeout_is_refused(chart: helm.Chart) -
     assert "terminationGracePeriodSeconds (25) must be greater than" in message
 
 
+def test_grace_period_is_derived_from_the_shutdown_timeout(chart: helm.Chart) -> None:
+    """Not a second value that can drift: shutdownTimeoutSeconds + 10, rounded up."""
+    for timeout, grace in ((25, 35), (7.5, 18), (60, 70)):
+        release = render(chart, {"pipeline": {"shutdownTimeoutSeconds": timeout}})
+        assert release.pod["terminationGracePeriodSeconds"] == grace
+    release = render(chart, {"terminationGracePeriodSeconds": 90})
+    assert release.pod["terminationGracePeriodSeconds"] == 90  # an explicit override
+
+
 def test_malformed_account_key_is_refused_without_echo(chart: helm.Chart) -> None:
     message = refused(chart, {"journey": {"accountKey": "not-a-key-but-secret"}})
     assert "32 letters and digits (got 20 characters; value withheld)" in message

@@ -15,9 +15,20 @@ from pipeline.tools.broker import EmbeddedBroker
 from pipeline.tools.emulator import JourneyEmulator
 from pipeline.tools.traffic import Encoder, ShopTraffic
 
+_admins: dict[str, AdminClient] = {}
+
+
+def admin_for(broker: EmbeddedBroker) -> AdminClient:
+    """One admin client per broker, reused: tests poll the committed offsets ten times a
+    second, and a client per call is a new connection and threads each time."""
+    admin = _admins.get(broker.bootstrap)
+    if admin is None:
+        admin = _admins[broker.bootstrap] = AdminClient({"bootstrap.servers": broker.bootstrap})
+    return admin
+
 
 def committed(broker: EmbeddedBroker, group: str, topic: str) -> dict[int, int]:
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin = admin_for(broker)
     count = topics.partitions(admin, topic) or 1
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(count)])
     result = admin.list_consumer_group_offsets([request])[group].result(10)

@@ -1,5 +1,10 @@
 """Integration fixtures: a real Tansu broker (session), a real Journey emulator (per
-test), and the pipeline as a real `ofsys-pipeline run` process."""
+test), and the pipeline as a real `ofsys-pipeline run` process.
+
+Tests take one fixture, `harness` (a `Harness`: the broker, a Journey emulator, a fresh
+topic, the event schema family, and the pipelines it starts, killed at teardown). The
+fixtures it is made of (`broker`, `journey`, `topic`, `family`, `start_pipeline`) stay
+usable on their own."""
 
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ from pipeline.source.schemas import SchemaFamily, load_family
 from pipeline.tools.broker import EmbeddedBroker, free_port
 from pipeline.tools.emulator import JourneyEmulator
 
+from .checks import assert_nothing_lost_or_doubled, committed, wait_committed
+
 KEY = "TestKey0123456789abcdefABCDEF012"
 _names = itertools.count()
 
@@ -31,6 +38,12 @@ _names = itertools.count()
 def broker() -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker() as started:
         yield started
+        # Its storage is in memory: killed at once, as with clients still connected (the
+        # cached admin client of checks.admin_for) a SIGTERM leaves Tansu waiting out
+        # EmbeddedBroker.stop's 5 s.
+        if started._process is not None and started._process.poll() is None:
+            started._process.kill()
+            started._process.wait(10)
 
 
 @pytest.fixture(scope="session")
@@ -227,3 +240,125 @@ def start_pipeline(
     yield start
     for process in started:
         process.kill()
+
+
+class Harness:
+    """One integration test's world: the session's broker, this test's Journey emulator
+    and fresh 4-partition topic, the site_event family, and every pipeline started
+    through it (killed at teardown)."""
+
+    def __init__(
+        self,
+        broker: EmbeddedBroker,
+        journey: JourneyEmulator,
+        topic: str,
+        family: SchemaFamily,
+    ) -> None:
+        self.broker = broker
+        self.journey = journey
+        self.topic = topic
+        self.family = family
+        self.group = f"g-{topic}"  # the pipeline's group (`env`: g-<topic>)
+        self.started: list[PipelineProcess] = []
+
+    # -- the pipeline ---------------------------------------------------------------------
+
+    def env(self, topic: str | None = None, **overrides: str) -> dict[str, str]:
+        """`pipeline_env` for this test's topic (or `topic`)."""
+        return pipeline_env(self.broker, self.journey, topic or self.topic, **overrides)
+
+    def start(self, topic: str | None = None, **overrides: str) -> PipelineProcess:
+        """`ofsys-pipeline run` on its own metrics port, serving; `overrides` are
+        environment variables (OFSYS_...)."""
+        return self.spawn(self.env(topic, **overrides))
+
+    def spawn(self, env: dict[str, str]) -> PipelineProcess:
+        """A pipeline with exactly `env` (e.g. another member of a group), serving."""
+        return start_process(env, self.started)
+
+    def restart(self, process: PipelineProcess) -> PipelineProcess:
+        """The same pipeline again (same environment and metrics port), serving; the
+        caller has stopped or killed `process`."""
+        again = PipelineProcess(process.env)
+        self.started.append(again)
+        again.wait_serving()
+        return again
+
+    def close(self) -> None:
+        for process in self.started:
+            process.kill()
+
+    # -- the broker -----------------------------------------------------------------------
+
+    def new_topic(self, prefix: str, partitions: int, config: dict[str, str] | None = None) -> str:
+        """Another fresh topic, for tests that need other partition counts or settings."""
+        name = f"{prefix}-{time.monotonic_ns()}"
+        topics.ensure(
+            AdminClient({"bootstrap.servers": self.broker.bootstrap}), name, partitions, config
+        )
+        return name
+
+    def produce(self, records: list[tuple[str | None, bytes]], topic: str | None = None) -> None:
+        """`produce`: one record per batch, so Tansu's watermarks are exact."""
+        produce(self.broker, topic or self.topic, records)
+
+    def send(self, *events: dict[str, Any]) -> None:
+        """Events, encoded single-object, keyed by their cart id."""
+        self.produce([(e["cart"]["id"], self.family.encode_single_object(e)) for e in events])
+
+    def read(self, topic: str, expected: int, timeout_s: float = 30.0) -> list[Message]:
+        """`read_all` of `topic`."""
+        return read_all(self.broker, topic, expected, timeout_s)
+
+    def dlq(self, expected: int, timeout_s: float = 30.0) -> list[Message]:
+        """The dead letters of this test's topic (see `read_all` for `expected`)."""
+        return self.read(f"{self.topic}.dlq", expected, timeout_s)
+
+    def committed(self, topic: str | None = None, group: str | None = None) -> dict[int, int]:
+        """The group's committed offsets on this test's topic (or `topic`); the group by
+        default the one `env` gives for that topic."""
+        topic = topic or self.topic
+        return committed(self.broker, group or f"g-{topic}", topic)
+
+    def wait_committed(
+        self,
+        count: int,
+        timeout_s: float = 90.0,
+        what: str = "every record committed",
+        topic: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        """Wait until the committed offsets (as `committed`) add up to `count` records."""
+        topic = topic or self.topic
+        wait_committed(self.broker, group or f"g-{topic}", topic, count, timeout_s, what)
+
+    # -- Journey --------------------------------------------------------------------------
+
+    def commands(self) -> list[dict[str, Any]]:
+        """Every command Journey kept, in order."""
+        commands: list[dict[str, Any]] = self.journey.ledger()["commands"]
+        return commands
+
+    def ledger(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """The kept commands as (id, call, args)."""
+        return [(c["id"], c["call"], c["args"]) for c in self.commands()]
+
+    def wait_commands(self, count: int, timeout_s: float = 60.0, what: str = "") -> None:
+        """Wait until Journey holds at least `count` commands."""
+        wait_for(lambda: len(self.commands()) >= count, timeout_s, what or f"{count} commands")
+
+    def assert_ledger_matches(self, records: list[tuple[str, bytes]]) -> None:
+        """`assert_nothing_lost_or_doubled`: Journey holds what one uninterrupted run over
+        `records` gives, and no logical command twice."""
+        assert_nothing_lost_or_doubled(self.journey, self.family, records)
+
+
+@pytest.fixture
+def harness(
+    broker: EmbeddedBroker, journey: JourneyEmulator, topic: str, family: SchemaFamily
+) -> Iterator[Harness]:
+    """The one fixture the integration tests take; the journey fixture's teardown still
+    asserts that no command id arrived with two contents."""
+    world = Harness(broker, journey, topic, family)
+    yield world
+    world.close()

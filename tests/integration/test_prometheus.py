@@ -28,13 +28,11 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
-from pipeline.source.schemas import SchemaFamily
-from pipeline.tools.broker import EmbeddedBroker, free_port
-from pipeline.tools.emulator import JourneyEmulator
+from pipeline.tools.broker import free_port
 from pipeline.tools.traffic import Encoder, ShopTraffic, encoded, produce
 from tests.prometheus_bin import binary
 
-from .conftest import wait_for
+from .conftest import Harness, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "helm" / "ofsys-pipeline" / "files" / "dashboard.json"
@@ -205,14 +203,14 @@ def prometheus_for(tmp_path: Path) -> Iterator[Callable[[int], Prometheus]]:
 class Shop(threading.Thread):
     """Produces `count` ShopTraffic records at RATE per second, then stops by itself."""
 
-    def __init__(self, broker: EmbeddedBroker, topic: str, family: SchemaFamily, count: int):
+    def __init__(self, harness: Harness, count: int):
         super().__init__(name="shop", daemon=True)
         self._producer = Producer(
-            {"bootstrap.servers": broker.bootstrap, "linger.ms": 5, "acks": "all"}
+            {"bootstrap.servers": harness.broker.bootstrap, "linger.ms": 5, "acks": "all"}
         )
         traffic = ShopTraffic(seed=7, visitors=300, duplicate_rate=0.05, invalid_rate=0.02)
-        self._records = encoded(traffic, Encoder(family))
-        self._topic = topic
+        self._records = encoded(traffic, Encoder(harness.family))
+        self._topic = harness.topic
         self._count = count
         self.sent = 0
         self.error: BaseException | None = None
@@ -225,14 +223,10 @@ class Shop(threading.Thread):
 
 
 def test_dashboard_and_alerts_against_a_real_prometheus(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    topic: str,
-    family: SchemaFamily,
-    start_pipeline: Any,
-    prometheus_for: Callable[[int], Prometheus],
+    harness: Harness, prometheus_for: Callable[[int], Prometheus]
 ) -> None:
-    pipeline = start_pipeline()
+    journey = harness.journey
+    pipeline = harness.start()
     prom = prometheus_for(pipeline.metrics_port)
     wait_for(
         lambda: prom.query('up{job="ofsys-pipeline"} == 1')["data"]["result"],
@@ -241,7 +235,7 @@ def test_dashboard_and_alerts_against_a_real_prometheus(
     )
     started = time.time()
     journey.set_faults(error_rate=0.05, seed=3)  # some retries, so their panel has data
-    shop = Shop(broker, topic, family, 2 * PHASE_S * RATE)
+    shop = Shop(harness, 2 * PHASE_S * RATE)
     shop.start()
 
     # 1. load

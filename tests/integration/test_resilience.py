@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -27,14 +26,7 @@ from pipeline.tools.emulator import JourneyEmulator
 from pipeline.tools.traffic import Encoder, ShopTraffic
 
 from .checks import assert_nothing_lost_or_doubled, journey_view
-from .conftest import (
-    PipelineProcess,
-    pipeline_env,
-    produce,
-    read_all,
-    start_process,
-    wait_for,
-)
+from .conftest import Harness, PipelineProcess, pipeline_env, start_process, wait_for
 
 MIB = 1024 * 1024
 RSS_LIMIT = 512 * MIB  # the Helm chart's memory limit
@@ -287,18 +279,12 @@ BACKLOG = 200_000
 KILL_AT = (0.15, 0.40, 0.65)
 
 
-def test_backlog_caught_up_through_three_kill9(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    topic: str,
-    family: SchemaFamily,
-    start_pipeline: Callable[..., PipelineProcess],
-) -> None:
+def test_backlog_caught_up_through_three_kill9(harness: Harness) -> None:
+    broker, topic, group = harness.broker, harness.topic, harness.group
     started = time.monotonic()
-    records = shop_traffic(family, BACKLOG, seed=101, visitors=50_000, duplicate_rate=0.02)
+    records = shop_traffic(harness.family, BACKLOG, seed=101, visitors=50_000, duplicate_rate=0.02)
     ends = batch_produce(broker.bootstrap, topic, records)  # all before the pipeline starts
     produced_s = time.monotonic() - started
-    group = f"g-{topic}"
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     rss = RssSampler()
     processes: list[PipelineProcess] = []
@@ -308,7 +294,7 @@ def test_backlog_caught_up_through_three_kill9(
         return sum(committed_now(admin, group, topic, 4).values())
 
     def start() -> PipelineProcess:
-        process = start_pipeline(OFSYS_FLUSH_INTERVAL_MS="1000")
+        process = harness.start(OFSYS_FLUSH_INTERVAL_MS="1000")
         rss.watch(process.process.pid)
         processes.append(process)
         return process
@@ -346,8 +332,8 @@ def test_backlog_caught_up_through_three_kill9(
     with open(RSS_REPORT, "w") as out:
         out.write(report + "\n")
 
-    assert_nothing_lost_or_doubled(journey, family, good_only(records))
-    assert journey.ledger()["conflicts"] == 0
+    harness.assert_ledger_matches(good_only(records))
+    assert harness.journey.ledger()["conflicts"] == 0
     for process in processes:
         log = process.log()
         assert "MSG_SIZE_TOO_LARGE" not in log and "Message size too large" not in log, (
@@ -430,26 +416,11 @@ def harmless(family: SchemaFamily) -> list[tuple[str, bytes]]:
     return out
 
 
-@pytest.fixture
-def processes() -> Iterator[list[PipelineProcess]]:
-    """Pipelines a test starts itself (on a topic or broker of its own); killed at the end."""
-    started: list[PipelineProcess] = []
-    yield started
-    for process in started:
-        process.kill()
-
-
-def test_poison_records_never_stop_the_pipeline(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    family: SchemaFamily,
-    processes: list[PipelineProcess],
-) -> None:
+def test_poison_records_never_stop_the_pipeline(harness: Harness) -> None:
     # A topic of its own that takes 4 MB records, as the shop's would have to for a 2 MB
     # record to exist (Tansu enforces no size limit; Kafka does, by this setting).
-    topic = f"poison-{time.monotonic_ns()}"
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    topics.ensure(admin, topic, 4, {"max.message.bytes": "4194304"})
+    topic = harness.new_topic("poison", 4, {"max.message.bytes": "4194304"})
+    broker, journey, family = harness.broker, harness.journey, harness.family
     rng = random.Random(2024)
     good = shop_traffic(family, 1500, seed=202, visitors=150, duplicate_rate=0.02)
     bad = poisons(family, rng)
@@ -458,15 +429,15 @@ def test_poison_records_never_stop_the_pipeline(
     for key, value in [*[(k, v) for k, v, _, _ in bad], *soft]:
         stream.insert(rng.randrange(len(stream) + 1), (key, value))
     ends = batch_produce(broker.bootstrap, topic, stream, **{"message.max.bytes": 8 * MIB})
-    env = pipeline_env(broker, journey, topic)
-    pipeline = start_process(env, processes)
+    env = harness.env(topic)
+    pipeline = harness.spawn(env)
     pid = pipeline.process.pid
 
     wait_committed_to(broker, pipeline, env["OFSYS_GROUP_ID"], topic, ends, 90)
     alive(pipeline)
     assert pipeline.process.pid == pid
 
-    dead = read_all(broker, f"{topic}.dlq", len(bad), timeout_s=20)
+    dead = harness.read(f"{topic}.dlq", len(bad), timeout_s=20)
     by_key = {(m.key() or b"").decode(): m for m in dead}
     expected_keys = {key for key, _, _, _ in bad}
     missing = sorted(k[:40] for k in expected_keys - by_key.keys())
@@ -494,7 +465,7 @@ def test_poison_records_never_stop_the_pipeline(
         else:
             assert (msg.value() or b"") == (value or b""), f"{key[:40]}: the value was altered"
 
-    assert_nothing_lost_or_doubled(journey, family, [*good_only(good), *soft])
+    harness.assert_ledger_matches([*good_only(good), *soft])
     commands = journey.ledger()["commands"]
     soft_carts = {cart for cart, _ in soft}
     assert soft_carts <= {c["cartId"] for c in commands if c["call"] == "ECommerce.AddCart"}
@@ -596,7 +567,8 @@ def gauges(process: PipelineProcess) -> str:
         return f"metrics unavailable: {exc!r}"
 
 
-def test_broker_stall_is_ridden_out(journey: JourneyEmulator, family: SchemaFamily) -> None:
+def test_broker_stall_is_ridden_out(harness: Harness) -> None:
+    journey, family = harness.journey, harness.family
     # A broker of its own: stopping the session's would stall every other test.
     with EmbeddedBroker() as own:
         broker_process = own._process
@@ -679,6 +651,11 @@ def test_broker_stall_is_ridden_out(journey: JourneyEmulator, family: SchemaFami
                 shop.halt()
             for process in started:
                 process.kill()
+            # Its storage is in memory: killed at once, as with clients still connected a
+            # SIGTERM leaves Tansu waiting out EmbeddedBroker.stop's 5 s.
+            if broker_process.poll() is None:
+                broker_process.kill()
+                broker_process.wait(10)
 
 
 # -- 4. a far-future timestamp ---------------------------------------------------------------------
@@ -694,18 +671,9 @@ def on_partition(prefix: str, partition: int, count: int = 4) -> str:
     raise AssertionError("no such name")
 
 
-def send(broker: EmbeddedBroker, topic: str, family: SchemaFamily, *events: dict[str, Any]) -> None:
-    produce(broker, topic, [(e["cart"]["id"], family.encode_single_object(e)) for e in events])
-
-
-def test_far_future_timestamp_fires_nothing_early_and_forgets_nothing(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    topic: str,
-    family: SchemaFamily,
-    start_pipeline: Any,
-) -> None:
-    pipeline = start_pipeline(
+def test_far_future_timestamp_fires_nothing_early_and_forgets_nothing(harness: Harness) -> None:
+    journey = harness.journey
+    pipeline = harness.start(
         OFSYS_ABANDONED_CART_AFTER_S=str(ABANDONED_AFTER_S),
         OFSYS_BROWSE_ABANDONED_AFTER_S="0",
         OFSYS_FLUSH_INTERVAL_MS="200",
@@ -720,7 +688,7 @@ def test_far_future_timestamp_fires_nothing_early_and_forgets_nothing(
     for cart in carts:
         event = added(cart, f"{cart.lower()}@example.ru")
         activity[cart] = [event["timestamp"]]
-        send(broker, topic, family, event)
+        harness.send(event)
     wait_alive(
         pipeline,
         lambda: set(carts) <= set(journey_view(journey)[0]),
@@ -728,13 +696,13 @@ def test_far_future_timestamp_fires_nothing_early_and_forgets_nothing(
         "the five carts in Journey",
     )
     far = added(far_cart, "far@example.ru", timestamp=10**15)
-    send(broker, topic, family, far)
+    harness.send(far)
     g1 = carts[0]
     for _ in range(2):  # within a second of the far event
         time.sleep(0.3)
         event = added(g1)
         activity[g1].append(event["timestamp"])
-        send(broker, topic, family, event)
+        harness.send(event)
 
     seen_at: dict[str, float] = {}  # trigger command id -> when it was first in the ledger
 
@@ -785,7 +753,7 @@ def test_far_future_timestamp_fires_nothing_early_and_forgets_nothing(
     assert fired[g1][0]["args"]["items"] == [
         {"idProduct": "sku-1", "quantity": 3, "productName": "Widget", "priceunit": price}
     ]
-    dead = read_all(broker, f"{topic}.dlq", 1, timeout_s=10)
+    dead = harness.dlq(1, timeout_s=10)
     assert [(m.key(), headers_of(m).get("ofsys.reason")) for m in dead] == [
         (far_cart.encode(), b"invalid-value")
     ], [(m.key(), headers_of(m)) for m in dead]
@@ -804,14 +772,9 @@ def triggers(journey: JourneyEmulator) -> dict[str, list[dict[str, Any]]]:
 # -- 5. a price-only change ------------------------------------------------------------------------
 
 
-def test_price_only_change_reaches_journey(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    topic: str,
-    family: SchemaFamily,
-    start_pipeline: Any,
-) -> None:
-    pipeline = start_pipeline()
+def test_price_only_change_reaches_journey(harness: Harness) -> None:
+    journey = harness.journey
+    pipeline = harness.start()
     cart = "sale"
 
     def page(price: float) -> dict[str, Any]:
@@ -828,9 +791,9 @@ def test_price_only_change_reaches_journey(
     def held() -> Any:
         return journey_view(journey)[0].get(cart)
 
-    send(broker, topic, family, page(100.0))
+    harness.send(page(100.0))
     wait_alive(pipeline, lambda: held() == (100.0, {"sku-1": (1, 100.0, "Widget")}), 30, "the cart")
-    send(broker, topic, family, page(80.0))
+    harness.send(page(80.0))
     want = (80.0, {"sku-1": (1, 80.0, "Widget")})
     try:
         wait_alive(pipeline, lambda: held() == want, 10, "the sale price in Journey")

@@ -10,13 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.source.schemas import SchemaFamily
-from pipeline.tools.broker import EmbeddedBroker
-from pipeline.tools.emulator import JourneyEmulator
 from pipeline.tools.traffic import Encoder
 
-from .checks import assert_nothing_lost_or_doubled, committed, shop_records, wait_committed
-from .conftest import KEY, produce, read_all, wait_for
+from .checks import shop_records
+from .conftest import KEY, Harness, wait_for
 from .registry import SchemaRegistry
 
 CART = "c-1042"
@@ -156,10 +153,6 @@ EXPECTED = [
 ]
 
 
-def ledger(journey: JourneyEmulator) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(c["id"], c["call"], c["args"]) for c in journey.ledger()["commands"]]
-
-
 def digest(payload: Any) -> str:
     return hashlib.blake2b(orjson.dumps(payload), digest_size=4).hexdigest()
 
@@ -192,27 +185,20 @@ def test_the_worked_examples_ids_are_the_digests_of_what_they_say() -> None:
 
 
 @pytest.mark.parametrize("framing", ["single-object", "confluent"])
-def test_worked_example_end_to_end(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    topic: str,
-    family: SchemaFamily,
-    start_pipeline: Any,
-    framing: str,
-) -> None:
+def test_worked_example_end_to_end(harness: Harness, framing: str) -> None:
     with SchemaRegistry() as registry:
         url = registry.url if framing == "confluent" else None
-        encode = Encoder(family, url)
-        produce(broker, topic, [(CART, encode(e)) for e in SESSION])
+        encode = Encoder(harness.family, url)
+        harness.produce([(CART, encode(e)) for e in SESSION])
         overrides = {"OFSYS_FLUSH_INTERVAL_MS": "3000"}  # the whole session in one window
         if url:
             overrides["OFSYS_SCHEMA_REGISTRY_URL"] = url
-        pipeline = start_pipeline(**overrides)
-        wait_for(lambda: len(journey.ledger()["commands"]) >= len(EXPECTED), 60, "the commands")
-        wait_committed(broker, f"g-{topic}", topic, len(SESSION), 30, "the commit")
-    assert ledger(journey) == EXPECTED
-    assert {(c["cartId"], c["email"]) for c in journey.ledger()["commands"]} == {(CART, A)}
-    assert_net_ids(journey.ledger()["commands"])
+        pipeline = harness.start(**overrides)
+        harness.wait_commands(len(EXPECTED), 60, "the commands")
+        harness.wait_committed(len(SESSION), 30, "the commit")
+    assert harness.ledger() == EXPECTED
+    assert {(c["cartId"], c["email"]) for c in harness.commands()} == {(CART, A)}
+    assert_net_ids(harness.commands())
     assert (
         pipeline.sample("ofsys_events_total", event="Completed Transaction", outcome="duplicate")
         == 2
@@ -220,28 +206,17 @@ def test_worked_example_end_to_end(
     assert pipeline.terminate() == 0
 
 
-def test_old_schema_versions_still_decode(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    topic: str,
-    family: SchemaFamily,
-    start_pipeline: Any,
-) -> None:
+def test_old_schema_versions_still_decode(harness: Harness) -> None:
+    family = harness.family
     assert family.newest.version > 1
-    produce(broker, topic, [(CART, family.encode_single_object(e, version=1)) for e in SESSION])
-    start_pipeline(OFSYS_FLUSH_INTERVAL_MS="3000")
-    wait_for(lambda: len(journey.ledger()["commands"]) >= len(EXPECTED), 60, "the commands")
-    assert ledger(journey) == EXPECTED
+    harness.produce([(CART, family.encode_single_object(e, version=1)) for e in SESSION])
+    harness.start(OFSYS_FLUSH_INTERVAL_MS="3000")
+    harness.wait_commands(len(EXPECTED), 60, "the commands")
+    assert harness.ledger() == EXPECTED
 
 
-def test_every_dead_letter_reason_and_skipped_events(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    topic: str,
-    family: SchemaFamily,
-    start_pipeline: Any,
-) -> None:
-    good = family.encode_single_object
+def test_every_dead_letter_reason_and_skipped_events(harness: Harness) -> None:
+    good = harness.family.encode_single_object
     unknown_fp = b"\xc3\x01" + b"\x00" * 8 + good(SESSION[0])[10:]
     bad = [
         ("bad-framing", b'{"name": "Viewed Page"}'),
@@ -274,10 +249,10 @@ def test_every_dead_letter_reason_and_skipped_events(
     skipped = good({"id": "s1", "name": "Viewed Checkout Step", "timestamp": T0})
     records = [(f"k{i}", value) for i, (_, value) in enumerate(bad)]
     extra = [("k-skip", skipped), ("k-none", b""), (CART, good(SESSION[0]))]
-    produce(broker, topic, [*records, *extra])
-    pipeline = start_pipeline(OFSYS_MAX_RECORD_BYTES="4096")
-    wait_for(lambda: len(journey.ledger()["commands"]) >= 4, 60, "the good event's commands")
-    dlq = read_all(broker, f"{topic}.dlq", len(bad) + 1)
+    harness.produce([*records, *extra])
+    pipeline = harness.start(OFSYS_MAX_RECORD_BYTES="4096")
+    harness.wait_commands(4, 60, "the good event's commands")
+    dlq = harness.dlq(len(bad) + 1)
     reasons = sorted((m.key().decode(), dict(m.headers())["ofsys.reason"].decode()) for m in dlq)
     assert reasons == sorted(
         [(f"k{i}", reason) for i, (reason, _) in enumerate(bad)] + [("k-none", "empty")]
@@ -287,7 +262,7 @@ def test_every_dead_letter_reason_and_skipped_events(
         msg = by_key[f"k{i}"]
         headers = dict(msg.headers())
         assert msg.value() == value  # the original record, untouched
-        assert headers["ofsys.source.topic"] == topic.encode()
+        assert headers["ofsys.source.topic"] == harness.topic.encode()
         assert int(headers["ofsys.source.offset"]) >= 0
         assert headers["ofsys.error"]
     missing = [dict(by_key[f"k{i}"].headers())["ofsys.error"] for i in range(4, 8)]
@@ -306,106 +281,81 @@ def test_every_dead_letter_reason_and_skipped_events(
     assert pipeline.terminate() == 0
 
 
-def test_transient_failures_are_retried_with_nothing_lost_or_doubled(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    topic: str,
-    family: SchemaFamily,
-    start_pipeline: Any,
-) -> None:
-    records = shop_records(family, 3000, seed=11)
+def test_transient_failures_are_retried_with_nothing_lost_or_doubled(harness: Harness) -> None:
+    records = shop_records(harness.family, 3000, seed=11)
+    journey = harness.journey
     journey.set_faults(fail_next=3, status=429, retry_after=1)
-    produce(broker, topic, records[:1000])
-    pipeline = start_pipeline(OFSYS_JOURNEY_TIMEOUT_S="0.5")
+    harness.produce(records[:1000])
+    pipeline = harness.start(OFSYS_JOURNEY_TIMEOUT_S="0.5")
     wait_for(
         lambda: pipeline.sample("ofsys_journey_retries_total", reason="throttled") >= 3,
         60,
         "429 retries",
     )
     journey.set_faults(fail_next=2, status=503, error_rate=0.3, seed=5)
-    produce(broker, topic, records[1000:2000])
+    harness.produce(records[1000:2000])
     wait_for(
         lambda: pipeline.sample("ofsys_journey_retries_total", reason="server_error") >= 2,
         60,
         "5xx retries",
     )
     journey.set_faults(latency_ms=800)  # every request times out at 0.5 s
-    produce(broker, topic, records[2000:])
+    harness.produce(records[2000:])
     wait_for(
         lambda: pipeline.sample("ofsys_journey_retries_total", reason="timeout") >= 2,
         60,
         "timeouts",
     )
     journey.set_faults()
-    wait_committed(broker, f"g-{topic}", topic, len(records), 90, "every record committed")
-    assert_nothing_lost_or_doubled(journey, family, records)
+    harness.wait_committed(len(records), 90, "every record committed")
+    harness.assert_ledger_matches(records)
     assert pipeline.terminate() == 0
 
 
-def test_unauthorized_stops_delivery_and_commits_nothing(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    topic: str,
-    family: SchemaFamily,
-    start_pipeline: Any,
-) -> None:
-    journey.set_faults(unauthorized=True)
-    records = shop_records(family, 200, seed=3)
-    produce(broker, topic, records)
-    pipeline = start_pipeline()
+def test_unauthorized_stops_delivery_and_commits_nothing(harness: Harness) -> None:
+    harness.journey.set_faults(unauthorized=True)
+    records = shop_records(harness.family, 200, seed=3)
+    harness.produce(records)
+    pipeline = harness.start()
     wait_for(lambda: pipeline.sample("ofsys_journey_unauthorized") == 1, 60, "401 noticed")
     _, body = wait_for(lambda: (r := pipeline.ready())[0] == 503 and r, 10, "not ready")
     assert "Journey refuses the account key (401/403)" in body["problems"]
-    assert committed(broker, f"g-{topic}", topic) == {}
-    assert journey.ledger()["accepted"] == 0
-    assert read_all(broker, f"{topic}.dlq", 0, timeout_s=3) == []
+    assert harness.committed() == {}
+    assert harness.journey.ledger()["accepted"] == 0
+    assert harness.dlq(0, timeout_s=3) == []
     assert KEY not in pipeline.log()
-    journey.set_faults()
-    wait_committed(
-        broker, f"g-{topic}", topic, len(records), 60, "delivery after the key is accepted again"
-    )
+    harness.journey.set_faults()
+    harness.wait_committed(len(records), 60, "delivery after the key is accepted again")
     assert pipeline.sample("ofsys_journey_unauthorized") == 0
-    assert_nothing_lost_or_doubled(journey, family, records)
+    harness.assert_ledger_matches(records)
     assert pipeline.terminate() == 0
 
 
-def test_sigterm_drains_and_commits(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    topic: str,
-    family: SchemaFamily,
-    start_pipeline: Any,
-) -> None:
-    records = shop_records(family, 500, seed=5)
-    produce(broker, topic, records)
-    pipeline = start_pipeline(OFSYS_FLUSH_INTERVAL_MS="600000")  # only the drain delivers
+def test_sigterm_drains_and_commits(harness: Harness) -> None:
+    records = shop_records(harness.family, 500, seed=5)
+    harness.produce(records)
+    pipeline = harness.start(OFSYS_FLUSH_INTERVAL_MS="600000")  # only the drain delivers
     wait_for(lambda: pipeline.sample("ofsys_assigned_partitions") == 4, 30, "assignment")
     time.sleep(3)  # let it consume; nothing is delivered before the window closes
-    assert journey.ledger()["accepted"] == 0
+    assert harness.journey.ledger()["accepted"] == 0
     assert pipeline.terminate(timeout_s=30) == 0
-    assert sum(committed(broker, f"g-{topic}", topic).values()) == len(records)
-    assert_nothing_lost_or_doubled(journey, family, records)
+    assert sum(harness.committed().values()) == len(records)
+    harness.assert_ledger_matches(records)
     assert "drained and committed" in pipeline.log()
 
 
-def test_rejected_commands_are_dead_lettered_and_the_rest_delivered(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    topic: str,
-    family: SchemaFamily,
-    start_pipeline: Any,
-) -> None:
+def test_rejected_commands_are_dead_lettered_and_the_rest_delivered(harness: Harness) -> None:
     # Journey names two commands it rejects (422): they are dead-lettered with its
     # message and the rest of their batch is re-sent; nothing is lost, nothing retried.
-    journey.set_faults(reject_ids=["e2/0", "e6/1"])
-    produce(broker, topic, [(CART, family.encode_single_object(e)) for e in SESSION])
-    pipeline = start_pipeline(OFSYS_FLUSH_INTERVAL_MS="3000")
-    wait_committed(broker, f"g-{topic}", topic, len(SESSION), 60, "the commit")
-    kept = [command_id for command_id, _, _ in ledger(journey)]
+    harness.journey.set_faults(reject_ids=["e2/0", "e6/1"])
+    harness.produce([(CART, harness.family.encode_single_object(e)) for e in SESSION])
+    pipeline = harness.start(OFSYS_FLUSH_INTERVAL_MS="3000")
+    harness.wait_committed(len(SESSION), 60, "the commit")
+    kept = [command_id for command_id, _, _ in harness.ledger()]
     assert kept == [
         command_id for command_id, _, _ in EXPECTED if command_id not in ("e2/0", "e6/1")
     ]
-    dlq = read_all(broker, f"{topic}.dlq", 2)
+    dlq = harness.dlq(2)
     assert sorted(dict(m.headers())["ofsys.command.id"].decode() for m in dlq) == ["e2/0", "e6/1"]
     assert {dict(m.headers())["ofsys.reason"] for m in dlq} == {b"journey-rejected"}
     assert {dict(m.headers())["ofsys.error"] for m in dlq} == {b"rejected by emulator"}

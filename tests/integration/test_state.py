@@ -6,29 +6,20 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from typing import Any
-
-import pytest
-from confluent_kafka.admin import AdminClient
 
 from pipeline import config
 from pipeline.metrics import Metrics
-from pipeline.runtime import topics
 from pipeline.runtime.changelog import Changelog
 from pipeline.runtime.loop import Pipeline
 from pipeline.runtime.outputs import Outputs
 from pipeline.server import Health
-from pipeline.source.schemas import SchemaFamily
-from pipeline.tools.broker import EmbeddedBroker
-from pipeline.tools.emulator import JourneyEmulator
 
-from .checks import assert_nothing_lost_or_doubled, committed, shop_records, wait_committed
-from .conftest import PipelineProcess, pipeline_env, produce, start_process, wait_for
+from .checks import shop_records
+from .conftest import Harness, PipelineProcess, wait_for
 
 
 def producing(
-    broker: EmbeddedBroker, topic: str, records: list[tuple[str, bytes]], seconds: float
+    harness: Harness, topic: str, records: list[tuple[str, bytes]], seconds: float
 ) -> threading.Thread:
     """Produce `records` spread over `seconds` in the background (bounded; ends itself)."""
 
@@ -36,7 +27,7 @@ def producing(
         chunks = 20
         size = -(-len(records) // chunks)
         for start in range(0, len(records), size):
-            produce(broker, topic, records[start : start + size])
+            harness.produce(records[start : start + size], topic)
             time.sleep(seconds / chunks)
 
     thread = threading.Thread(target=run, daemon=True)
@@ -44,14 +35,10 @@ def producing(
     return thread
 
 
-def test_restore_takes_the_state_back_exactly(
-    broker: EmbeddedBroker, journey: JourneyEmulator, topic: str, family: SchemaFamily
-) -> None:
-    records = shop_records(family, 3000, seed=21)
-    produce(broker, topic, records)
-    settings = config.load(
-        {**pipeline_env(broker, journey, topic), "OFSYS_METRICS_PORT": "0"}  # in this process
-    )
+def test_restore_takes_the_state_back_exactly(harness: Harness) -> None:
+    records = shop_records(harness.family, 3000, seed=21)
+    harness.produce(records)
+    settings = config.load({**harness.env(), "OFSYS_METRICS_PORT": "0"})  # in this process
     pipeline = Pipeline(settings, Metrics(), Health(poll_stale_s=30))
     runner = threading.Thread(target=pipeline.run, daemon=True)
     runner.start()
@@ -65,85 +52,50 @@ def test_restore_takes_the_state_back_exactly(
     assert {p: state.snapshot() for p, state in states.items()} == before
 
 
-@pytest.fixture
-def group_env(broker: EmbeddedBroker, journey: JourneyEmulator) -> Callable[[str], dict[str, str]]:
-    def env(topic: str) -> dict[str, str]:
-        return pipeline_env(broker, journey, topic, OFSYS_FLUSH_INTERVAL_MS="300")
-
-    return env
+GROUP_ENV = {"OFSYS_FLUSH_INTERVAL_MS": "300"}  # what every member of a group runs with
 
 
-@pytest.fixture
-def processes() -> Iterator[list[PipelineProcess]]:
-    started: list[PipelineProcess] = []
-    yield started
-    for process in started:
-        process.kill()
-
-
-def report(journey: JourneyEmulator, label: str) -> None:
-    ledger = journey.ledger()
+def report(harness: Harness, label: str) -> None:
+    ledger = harness.journey.ledger()
     print(
         f"{label}: Journey kept {ledger['accepted']} commands; received "
         f"{ledger['duplicates_received']} again by id (at-least-once on the wire)"
     )
 
 
-def test_kill_9_at_random_moments_loses_and_doubles_nothing(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    topic: str,
-    family: SchemaFamily,
-    group_env: Callable[[str], dict[str, str]],
-    processes: list[PipelineProcess],
-) -> None:
-    records = shop_records(family, 6000, seed=31)
-    feeder = producing(broker, topic, records, seconds=12)
-    env = group_env(topic)
+def test_kill_9_at_random_moments_loses_and_doubles_nothing(harness: Harness) -> None:
+    records = shop_records(harness.family, 6000, seed=31)
+    feeder = producing(harness, harness.topic, records, seconds=12)
     rng = random.Random(7)
-    current = start_process(env, processes)
+    current = harness.start(**GROUP_ENV)
     for _ in range(5):
         time.sleep(rng.uniform(1.5, 4.0))
         current.kill()
-        current = start_process(env, processes)
+        current = harness.start(**GROUP_ENV)
     feeder.join(60)
-    wait_committed(
-        broker,
-        env["OFSYS_GROUP_ID"],
-        topic,
-        len(records),
-        120,
-        "every record committed after the kills",
-    )
-    report(journey, "kill -9 x5")
-    assert_nothing_lost_or_doubled(journey, family, records)
+    harness.wait_committed(len(records), 120, "every record committed after the kills")
+    report(harness, "kill -9 x5")
+    harness.assert_ledger_matches(records)
     assert current.terminate() == 0
 
 
-def test_scaling_the_group_moves_state_without_loss(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    family: SchemaFamily,
-    group_env: Callable[[str], dict[str, str]],
-    processes: list[PipelineProcess],
-) -> None:
-    topic = f"scale-{time.monotonic_ns()}"
-    topics.ensure(AdminClient({"bootstrap.servers": broker.bootstrap}), topic, 6)
-    env = group_env(topic)
-    records = shop_records(family, 6000, seed=41)
-    feeder = producing(broker, topic, records, seconds=20)
-    group = [start_process(env, processes) for _ in range(3)]
+def assigned(members: list[PipelineProcess]) -> float:
+    return sum(m.sample("ofsys_assigned_partitions") for m in members)
 
-    def assigned(members: list[PipelineProcess]) -> float:
-        return sum(m.sample("ofsys_assigned_partitions") for m in members)
 
+def test_scaling_the_group_moves_state_without_loss(harness: Harness) -> None:
+    topic = harness.new_topic("scale", 6)
+    env = harness.env(topic, **GROUP_ENV)
+    records = shop_records(harness.family, 6000, seed=41)
+    feeder = producing(harness, topic, records, seconds=20)
+    group = [harness.spawn(env) for _ in range(3)]
     wait_for(lambda: assigned(group) == 6, 60, "3 members sharing 6 partitions")
     time.sleep(3)
     assert group[0].terminate() == 0  # stop one: its partitions and their state move
     wait_for(lambda: assigned(group[1:]) == 6, 60, "2 members taking over")
-    group[0] = start_process(env, processes)  # start it again
+    group[0] = harness.spawn(env)  # start it again
     wait_for(lambda: assigned(group) == 6, 60, "3 members again")
-    group.append(start_process(env, processes))  # add a fourth
+    group.append(harness.spawn(env))  # add a fourth
     wait_for(
         lambda: (
             assigned(group) == 6 and all(m.sample("ofsys_assigned_partitions") > 0 for m in group)
@@ -152,31 +104,18 @@ def test_scaling_the_group_moves_state_without_loss(
         "4 members",
     )
     feeder.join(60)
-    wait_committed(
-        broker, env["OFSYS_GROUP_ID"], topic, len(records), 120, "every record committed"
-    )
-    report(journey, "3 -> 2 -> 3 -> 4 members")
-    assert_nothing_lost_or_doubled(journey, family, records)
+    harness.wait_committed(len(records), 120, "every record committed", topic=topic)
+    report(harness, "3 -> 2 -> 3 -> 4 members")
+    harness.assert_ledger_matches(records)
     for member in group:
         assert member.terminate() == 0
 
 
-def test_more_members_than_partitions_idle_and_say_so(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    family: SchemaFamily,
-    group_env: Callable[[str], dict[str, str]],
-    processes: list[PipelineProcess],
-) -> None:
-    topic = f"idle-{time.monotonic_ns()}"
-    topics.ensure(AdminClient({"bootstrap.servers": broker.bootstrap}), topic, 1)
-    env = group_env(topic)
-    members = [start_process(env, processes) for _ in range(2)]
-    wait_for(
-        lambda: sum(m.sample("ofsys_assigned_partitions") for m in members) == 1,
-        60,
-        "one partition assigned",
-    )
+def test_more_members_than_partitions_idle_and_say_so(harness: Harness) -> None:
+    topic = harness.new_topic("idle", 1)
+    env = harness.env(topic, **GROUP_ENV)
+    members = [harness.spawn(env) for _ in range(2)]
+    wait_for(lambda: assigned(members) == 1, 60, "one partition assigned")
     idle = next(m for m in members if m.sample("ofsys_assigned_partitions") == 0)
     wait_for(
         lambda: "idle, ready to take over" in idle.log() or "no partitions assigned" in idle.log(),
@@ -185,23 +124,17 @@ def test_more_members_than_partitions_idle_and_say_so(
     )
     status, body = idle.ready()
     assert status == 503 and "no partitions assigned" in body["problems"]
-    records = shop_records(family, 300, seed=51)
-    produce(broker, topic, records)
+    records = shop_records(harness.family, 300, seed=51)
+    harness.produce(records, topic)
     busy = next(m for m in members if m is not idle)
     assert busy.terminate() == 0  # the idle member takes over, with the state
     wait_for(lambda: idle.sample("ofsys_assigned_partitions") == 1, 60, "take-over")
-    wait_committed(broker, env["OFSYS_GROUP_ID"], topic, len(records), 60, "every record committed")
-    assert_nothing_lost_or_doubled(journey, family, records)
+    harness.wait_committed(len(records), 60, "every record committed", topic=topic)
+    harness.assert_ledger_matches(records)
 
 
-def test_records_not_keyed_by_cart_id_give_the_same_ledger(
-    broker: EmbeddedBroker,
-    journey: JourneyEmulator,
-    topic: str,
-    family: SchemaFamily,
-    start_pipeline: Any,
-) -> None:
-    records = shop_records(family, 3000, seed=61)
+def test_records_not_keyed_by_cart_id_give_the_same_ledger(harness: Harness) -> None:
+    records = shop_records(harness.family, 3000, seed=61)
     # Half the visitors' events keyed by a user id instead of the cart id, as some
     # producers do (consistently per visitor, so a visitor's events keep their order;
     # records with no key at all are spread at random and no pipeline can order them).
@@ -209,9 +142,9 @@ def test_records_not_keyed_by_cart_id_give_the_same_ledger(
         (key if zlib.crc32(key.encode()) % 2 else f"user-{zlib.crc32(key.encode())}", value)
         for key, value in records
     ]
-    produce(broker, topic, mixed)
-    pipeline = start_pipeline()
-    wait_committed(broker, f"g-{topic}", topic, len(records), 90, "every input record committed")
+    harness.produce(mixed)
+    pipeline = harness.start()
+    harness.wait_committed(len(records), 90, "every input record committed")
     wait_for(
         lambda: (
             pipeline.sample("ofsys_events_total", event="Viewed Page", outcome="repartitioned") > 0
@@ -232,11 +165,15 @@ def test_records_not_keyed_by_cart_id_give_the_same_ledger(
     assert 0 < rekeyed < len(records)
     wait_for(
         lambda: (
-            sum(committed(broker, f"g-{topic}", f"g-{topic}.{topic}.repartition").values())
+            sum(
+                harness.committed(
+                    f"{harness.group}.{harness.topic}.repartition", harness.group
+                ).values()
+            )
             >= rekeyed
         ),
         60,
         "the re-keyed records committed",
     )
-    assert_nothing_lost_or_doubled(journey, family, records)
+    harness.assert_ledger_matches(records)
     assert pipeline.terminate() == 0

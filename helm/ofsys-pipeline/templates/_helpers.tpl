@@ -179,7 +179,7 @@ to change. Included by the Deployment, so every render runs them.
 {{- fail "autoscaling.minReplicas must be at least 1 with the HPA (scaling to zero needs KEDA)" }}
 {{- end }}
 {{- end }}
-{{- if le (float64 .Values.terminationGracePeriodSeconds) (float64 .Values.pipeline.shutdownTimeoutSeconds) }}
+{{- if and (not (kindIs "invalid" .Values.terminationGracePeriodSeconds)) (le (float64 .Values.terminationGracePeriodSeconds) (float64 .Values.pipeline.shutdownTimeoutSeconds)) }}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than pipeline.shutdownTimeoutSeconds (%v): Kubernetes would kill the pipeline before it has drained and committed" .Values.terminationGracePeriodSeconds .Values.pipeline.shutdownTimeoutSeconds) }}
 {{- end }}
 {{- if and .Values.journey.accountKey (not (regexMatch "^[A-Za-z0-9]{32}$" .Values.journey.accountKey)) }}
@@ -216,4 +216,16 @@ to change. Included by the Deployment, so every render runs them.
 {{- fail (printf "kafka.extraConfig.%s: secrets never go into the ConfigMap, and this property has its own value (kafka.sasl.*, kafka.tls.*, kafka.bootstrapServers or kafka.securityProtocol)" $property) }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+Seconds between SIGTERM and SIGKILL: the explicit override, else derived from the
+pipeline's shutdown deadline with a margin, so the two cannot drift apart.
+*/}}
+{{- define "ofsys-pipeline.terminationGracePeriodSeconds" -}}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds -}}
+{{- add (ceil (float64 .Values.pipeline.shutdownTimeoutSeconds) | int) 10 -}}
+{{- else -}}
+{{- .Values.terminationGracePeriodSeconds | int -}}
+{{- end -}}
 {{- end }}

@@ -1,4 +1,4 @@
-"""dedupe: the cart state and the net Journey commands it emits (ofsys-mapping.md,
+"""PartitionState: the cart state and the net Journey commands it emits (ofsys-mapping.md,
 "The pipeline's semantics"; docs/journey-contract.md, "The calls").
 
 Two independent models check `PartitionState`:
@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import InvalidEventError
 from pipeline.source.normalise import Identity, Missing, normalise
-from pipeline.state import partition as dedupe
+from pipeline.state import carts as cart_store
 from pipeline.state.partition import MAX_CART_LINES, Command, PartitionState
 from pipeline.state.triggers import TriggerSettings
 
@@ -1231,6 +1231,6 @@ def test_one_id_one_content_would_catch_ids_without_a_digest(
     together both send `c-1@1/1`: AddCartItem quantity 1 in one run, 2 in the other."""
     events = [added("e-1", ts=T0), added("e-2", ts=T0 + MIN)]
     assert reused_ids(run_windows(events, {0}), run_windows(events, set())) == {}
-    monkeypatch.setattr(dedupe, "_digest", lambda payload: "00000000")
+    monkeypatch.setattr(cart_store, "digest", lambda payload: "00000000")
     reused = reused_ids(run_windows(events, {0}), run_windows(events, set()))
     assert "c-1@1.00000000/1" in reused

@@ -13,8 +13,16 @@ from typing import Any
 import orjson
 
 from pipeline.source.normalise import Identity, normalise
+from pipeline.state.carts import Carts
 from pipeline.state.partition import PartitionState
-from pipeline.state.triggers import TriggerSettings, trigger_record
+from pipeline.state.triggers import (
+    BROWSE,
+    MAX_VIEWED,
+    Timers,
+    Triggers,
+    TriggerSettings,
+    trigger_record,
+)
 
 T0 = 1_764_000_000_000
 MIN = 60_000
@@ -198,3 +206,49 @@ def test_no_browse_abandonment_for_a_visitor_who_added_to_cart() -> None:
     shop.event("Added Product", 5, product={"id": "p1", "name": "Tea", "unitSalePrice": 1.0})
     fired = shop.triggers(500)
     assert [c["args"]["name"] for c in fired] == ["AbandonedCart"]
+
+
+def browsing_store() -> Triggers:
+    return Triggers(SETTINGS, Carts(30 * 24 * 60 * MIN), {})
+
+
+def test_timers_keep_one_entry_per_key_and_pop_in_due_order() -> None:
+    timers = Timers()
+    timers.arm(BROWSE, "v-1", 20)
+    timers.arm(BROWSE, "v-1", 5)  # armed already: the first due time stands
+    timers.arm(BROWSE, "v-2", 10)
+    assert len(timers) == 2
+    assert timers.pop_due(9) is None
+    assert timers.pop_due(20) == (10, BROWSE, "v-2")
+    assert timers.pop_due(20) == (20, BROWSE, "v-1")
+    assert timers.pop_due(20) is None
+
+
+def test_browsing_changes_load_round_trip() -> None:
+    store = browsing_store()
+    for n in range(MAX_VIEWED + 2):
+        store.viewed("v-1", f"sku-{n}", T0 + n)
+    store.viewed("v-1", "sku-5", T0)  # seen again: first, the time does not go back
+    store.viewed(None, "sku-1", T0)  # nobody to remind: nothing kept
+    log = store.changes()
+    viewed = ["sku-5", "sku-11", "sku-10", "sku-9", "sku-8", "sku-7", "sku-6", "sku-4"]
+    assert log == [(b"bv-1", orjson.dumps([T0 + MAX_VIEWED + 1, [*viewed, "sku-3", "sku-2"]]))]
+    assert store.changes() == []
+    twin = browsing_store()
+    for key, value in log:
+        assert twin.load(key[1:].decode(), value) == 0
+    assert twin.snapshot() == store.snapshot()
+
+
+def test_browsing_leaves_when_it_fires_and_is_not_expired_by_retention() -> None:
+    store = browsing_store()
+    store.viewed("v-1", "sku-1", T0)
+    log = store.changes()
+    assert store.expire(T0 + 10**12) == []
+    assert store.fire_due(T0 + SETTINGS.browse_after_ms) == []  # no email known: nothing
+    tombstone = store.changes()
+    assert tombstone == [(b"bv-1", None)]
+    twin = browsing_store()
+    for key, value in log + tombstone:
+        twin.load(key[1:].decode(), value)
+    assert twin.snapshot() == store.snapshot() == {}

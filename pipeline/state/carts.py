@@ -1,0 +1,303 @@
+"""Carts: each cart's true state and what Journey last received of it; net changes.
+
+Owns the `c<cart id>` records: 8 bytes of big-endian activity time, then JSON (see
+`Cart.dump`). A cart is kept as a `Cart` while in use and as its record bytes while
+idle (`compact()`, about every `COMPACT_EVERY` windows). Invariants: a cart holds at
+most `MAX_CART_LINES` lines (give or take one added to an idle cart), so its record
+stays far below RECORD_BUDGET; `version` counts the net changes sent for the cart and
+survives a transaction, so ids `<cart id>@<version>.<digest>/<n>` never repeat; a cart
+is forgotten, with a tombstone, once the stream time is `retention_ms` past its last
+activity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ..errors import InvalidEventError
+from ..journey.commands import Command
+from ..source.normalise import Line
+from .compose import command, digest, money, put
+from .records import Record, key
+
+PREFIX = b"c"
+MAX_CART_LINES = 500  # a cart's record stays far below RECORD_BUDGET
+COMPACT_EVERY = 30  # windows between compaction passes (about 30 s at the default window)
+COMPACT_RECENT_MAX = 50_000  # or sooner, when this many carts were used since the last pass
+
+Sent = tuple[int, float | None, str | None]  # a line as Journey holds it: quantity, price, name
+
+
+def _sent(line: Line) -> Sent:
+    return (line.quantity, line.price, line.name)
+
+
+class Cart:
+    """A cart's true state (`lines`, `total`, `step`) and what Journey last received."""
+
+    __slots__ = (
+        "abandoned_at",
+        "created",
+        "lines",
+        "sent_lines",
+        "sent_step",
+        "sent_total",
+        "step",
+        "total",
+        "ts",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.lines: dict[str, Line] = {}
+        self.total = 0.0
+        self.step: int | None = None
+        self.ts = 0
+        self.version = 0
+        self.created = False
+        self.sent_lines: dict[str, Sent] = {}  # what Journey holds of each line
+        self.sent_total: float | None = None
+        self.sent_step: int | None = None
+        self.abandoned_at = 0  # the activity time an AbandonedCart trigger fired for
+
+    def dump(self) -> bytes:
+        """The cart as 8 bytes of big-endian event time, then JSON: the changelog value,
+        and the form an idle cart is kept in (a third of the memory of the objects)."""
+        lines = [[pid, line.name, line.price, line.quantity] for pid, line in self.lines.items()]
+        sent: Any = 0  # Journey holds the cart as it is: the usual case, said in a byte
+        if not self._in_sync():
+            sent = [self.sent_total, self.sent_step, list(self.sent_lines.items())]
+        return self.ts.to_bytes(8, "big") + orjson.dumps(
+            [self.version, self.created, self.total, self.step, lines, sent, self.abandoned_at]
+        )
+
+    def _in_sync(self) -> bool:
+        sent = self.sent_lines
+        return (
+            self.sent_total == money(self.total)
+            and self.sent_step == self.step
+            and len(sent) == len(self.lines)
+            and all(sent.get(pid) == _sent(line) for pid, line in self.lines.items())
+        )
+
+    @classmethod
+    def load(cls, data: bytes) -> Cart:
+        version, created, total, step, lines, sent, abandoned_at = orjson.loads(data[8:])
+        cart = cls()
+        cart.abandoned_at = abandoned_at
+        cart.ts = int.from_bytes(data[:8], "big")
+        cart.version, cart.created, cart.total, cart.step = version, created, total, step
+        cart.lines = {pid: Line(name, price, quantity) for pid, name, price, quantity in lines}
+        if sent == 0:
+            cart.sent_total, cart.sent_step = money(total), step
+            cart.sent_lines = {pid: _sent(line) for pid, line in cart.lines.items()}
+        else:
+            cart.sent_total, cart.sent_step = sent[0], sent[1]
+            # records from before prices were tracked hold a bare quantity: unknown
+            # price and name, so the line is sent again on its next change
+            cart.sent_lines = {
+                pid: (held, None, None) if type(held) is int else tuple(held)
+                for pid, held in sent[2]
+            }
+        return cart
+
+    def close(self) -> None:
+        """A transaction closed the cart: forget its content, keep its version so the
+        next cart under the same id gets new command ids."""
+        self.lines = {}
+        self.total = 0.0
+        self.step = None
+        self.created = False
+        self.sent_lines = {}
+        self.sent_total = None
+        self.sent_step = None
+
+    def replace(self, total: float | None, step: int | None, lines: dict[str, Line]) -> None:
+        self.lines = {pid: line for pid, line in lines.items() if line.quantity > 0}
+        self.total = (
+            total
+            if total is not None
+            else sum((line.price or 0.0) * line.quantity for line in self.lines.values())
+        )
+        self.step = step
+
+    def add(self, product_id: str, quantity: int, name: str | None, price: float | None) -> None:
+        if quantity <= 0:
+            return
+        line = self.lines.get(product_id)
+        if line is None:
+            line = self.lines[product_id] = Line(name, price, 0)
+        else:
+            line.name = name if name is not None else line.name
+            line.price = price if price is not None else line.price
+        line.quantity += quantity
+        if line.price is not None:
+            self.total += line.price * quantity
+
+    def remove(self, product_id: str, quantity: int | None) -> None:
+        line = self.lines.get(product_id)
+        if line is None:
+            return
+        taken = line.quantity if quantity is None else min(max(quantity, 0), line.quantity)
+        line.quantity -= taken
+        if line.quantity == 0:
+            del self.lines[product_id]
+        if line.price is not None:
+            self.total -= line.price * taken
+
+
+def cart_ms(cart: Cart | bytes) -> int:
+    """A cart's last activity time, kept or compact."""
+    return int.from_bytes(cart[:8], "big") if type(cart) is bytes else cart.ts  # type: ignore[union-attr]
+
+
+def net_change(cart_id: str, cart: Cart, email: str | None, out: list[Command]) -> None:
+    """The cart's change against what Journey holds, if any: AddCart or UpdateCart, an
+    AddCartItem per new or changed line (absolute quantity), a RemoveCartItem per line
+    that left, SubmitCart; ids `<cart id>@<version>.<digest of the change>/<n>`."""
+    total = money(cart.total)
+    sent = cart.sent_lines
+    changed = [(pid, line) for pid, line in cart.lines.items() if sent.get(pid) != _sent(line)]
+    removed = [pid for pid in sent if pid not in cart.lines]
+    if not cart.created and not cart.lines:
+        return  # an empty cart Journey does not know is no news
+    if (
+        cart.created
+        and not changed
+        and not removed
+        and total == cart.sent_total
+        and cart.step == cart.sent_step
+    ):
+        return
+    calls: list[tuple[str, dict[str, Any]]] = [
+        (
+            "ECommerce.UpdateCart" if cart.created else "ECommerce.AddCart",
+            put({"idCart": cart_id, "TotalPrice": total}, "status", cart.step),
+        )
+    ]
+    for pid, line in changed:
+        args = {"idCart": cart_id, "idProduct": pid, "quantity": line.quantity}
+        put(args, "productName", line.name)
+        put(args, "priceunit", line.price)
+        calls.append(("ECommerce.AddCartItem", args))
+    for pid in removed:
+        calls.append(("ECommerce.RemoveCartItem", {"idCart": cart_id, "idProduct": pid}))
+    calls.append(("ECommerce.SubmitCart", {"idCart": cart_id}))
+    ts = cart.ts
+    cart.version += 1
+    prefix = f"{cart_id}@{cart.version}.{digest((ts, email, calls))}/"
+    for n, (call, args) in enumerate(calls):
+        out.append(command(prefix + str(n), ts, cart_id, email, call, args))
+    cart.created = True
+    cart.sent_lines = {pid: _sent(line) for pid, line in cart.lines.items()}
+    cart.sent_total = total
+    cart.sent_step = cart.step
+
+
+class Carts:
+    """The partition's carts, those changed in the current window (`dirty`), and those
+    changed since the last `changes()` (`touched`)."""
+
+    prefix = PREFIX  # of its changelog keys
+    __slots__ = ("_calls", "_recent", "carts", "dirty", "retention_ms", "touched")
+
+    def __init__(self, retention_ms: int) -> None:
+        self.retention_ms = retention_ms
+        self.carts: dict[str, Cart | bytes] = {}  # bytes: compact, idle since a pass
+        self.dirty: dict[str, Cart] = {}  # net change not yet sent
+        self.touched: set[str] = set()  # record not yet written
+        self._recent: set[str] = set()  # touched since the last compaction
+        self._calls = 0
+
+    def check_room(self, cart_id: str, product_id: str) -> None:
+        """Past MAX_CART_LINES lines, an added line is dead-lettered before it changes
+        anything."""
+        cart = self.carts.get(cart_id)
+        if (
+            isinstance(cart, Cart)
+            and len(cart.lines) >= MAX_CART_LINES
+            and product_id not in cart.lines
+        ):
+            raise InvalidEventError(
+                "product.id",
+                reason="invalid-value",
+                detail=f"the cart already has {MAX_CART_LINES} lines",
+            )
+
+    def held(self, cart_id: str) -> Cart | None:
+        """The cart as an object (parsed from its compact form if need be), or None."""
+        cart = self.carts.get(cart_id)
+        if type(cart) is bytes:
+            cart = self.carts[cart_id] = Cart.load(cart)
+        return cart  # type: ignore[return-value]
+
+    def open(self, cart_id: str, ts: int) -> Cart:
+        """The cart an event at `ts` changes (a new one if need be), marked dirty."""
+        cart = self.carts.get(cart_id)
+        if type(cart) is bytes:
+            cart = self.carts[cart_id] = Cart.load(cart)
+        elif cart is None:
+            cart = self.carts[cart_id] = Cart()
+        cart.ts = ts  # type: ignore[union-attr]
+        self.dirty[cart_id] = cart  # type: ignore[assignment]
+        self.touched.add(cart_id)
+        return cart  # type: ignore[return-value]
+
+    def close(self, cart_id: str) -> None:
+        """A transaction closed the cart (if the partition holds it)."""
+        cart = self.held(cart_id)
+        if cart is not None:
+            cart.close()
+            self.touched.add(cart_id)
+
+    def changes(self) -> list[Record]:
+        """Records of the carts touched since the last call; every COMPACT_EVERY calls
+        (or when many carts were used) a compaction pass."""
+        carts = self.carts
+        records: list[Record] = []
+        for cart_id in self.touched:
+            cart = carts.get(cart_id)
+            records.append((key(PREFIX, cart_id), cart.dump() if isinstance(cart, Cart) else cart))
+        self._recent |= self.touched
+        self.touched.clear()
+        self._calls += 1
+        if self._calls % COMPACT_EVERY == 0 or len(self._recent) > COMPACT_RECENT_MAX:
+            self.compact()
+        return records
+
+    def compact(self) -> None:
+        """Keep carts idle since the last pass in their compact form (a third of the
+        memory); carts in use stay objects, so a busy cart is not re-parsed per window."""
+        recent, dirty, carts = self._recent, self.dirty, self.carts
+        for cart_id, cart in carts.items():
+            if isinstance(cart, Cart) and cart_id not in recent and cart_id not in dirty:
+                carts[cart_id] = cart.dump()
+        recent.clear()
+
+    def load(self, name: str, value: bytes | None) -> int:
+        if value is None:
+            self.carts.pop(name, None)
+            return 0
+        self.carts[name] = value
+        return cart_ms(value)
+
+    def expire(self, now_ms: int, forget: Callable[[str], list[Record]]) -> list[Record]:
+        """Tombstones for carts idle longer than the retention, each followed by those
+        `forget` returns for it (its identity)."""
+        before = now_ms - self.retention_ms
+        gone: list[Record] = []
+        for cart_id in [c for c, cart in self.carts.items() if cart_ms(cart) < before]:
+            del self.carts[cart_id]
+            self.touched.discard(cart_id)
+            gone.append((key(PREFIX, cart_id), None))
+            gone.extend(forget(cart_id))
+        return gone
+
+    def snapshot(self) -> dict[str, str]:
+        return {
+            cid: (cart if isinstance(cart, bytes) else cart.dump()).hex()
+            for cid, cart in self.carts.items()
+        }

@@ -1,0 +1,99 @@
+"""carts: the `c<cart id>` records, compaction, load and expiry, and the net change."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from pipeline.errors import InvalidEventError
+from pipeline.journey.commands import Command
+from pipeline.state.carts import MAX_CART_LINES, Cart, Carts, cart_ms, net_change
+from pipeline.state.records import Record
+
+DAY = 86_400_000
+
+
+def restored(records: list[Record]) -> tuple[Carts, int]:
+    carts, newest = Carts(DAY), 0
+    for key, value in records:
+        newest = max(newest, carts.load(key[1:].decode(), value))
+    return carts, newest
+
+
+def test_changes_load_round_trip() -> None:
+    carts = Carts(DAY)
+    carts.open("c-1", 1000).add("sku-1", 2, "Kettle", 24.9)
+    carts.open("c-2", 2000).add("sku-2", 1, None, None)
+    log = carts.changes()
+    assert sorted(key for key, _ in log) == [b"cc-1", b"cc-2"]
+    value = dict(log)[b"cc-1"]
+    assert value is not None
+    assert value[:8] == (1000).to_bytes(8, "big")
+    # never sent to Journey: the sent side is spelt out
+    assert orjson.loads(value[8:]) == [
+        0,
+        False,
+        49.8,
+        None,
+        [["sku-1", "Kettle", 24.9, 2]],
+        [None, None, []],
+        0,
+    ]
+    assert carts.changes() == []  # nothing touched since
+    twin, newest = restored(log)
+    assert newest == 2000
+    assert twin.snapshot() == carts.snapshot()
+
+
+def test_a_cart_in_sync_with_journey_is_written_short() -> None:
+    cart = Cart()
+    cart.add("sku-1", 1, "Kettle", 10.0)
+    out: list[Command] = []
+    net_change("c-1", cart, None, out)
+    assert [c["call"] for c in out] == [
+        "ECommerce.AddCart",
+        "ECommerce.AddCartItem",
+        "ECommerce.SubmitCart",
+    ]
+    assert orjson.loads(cart.dump()[8:])[5] == 0
+    assert Cart.load(cart.dump()).dump() == cart.dump()
+    net_change("c-1", cart, None, out)  # nothing new: no news
+    assert len(out) == 3
+
+
+def test_compaction_keeps_idle_carts_as_bytes_and_they_come_back() -> None:
+    carts = Carts(DAY)
+    carts.open("c-1", 1000).add("sku-1", 1, "Kettle", 10.0)
+    carts.dirty.clear()  # flushed
+    carts.changes()
+    carts.compact()  # c-1 was recent: kept as an object
+    assert isinstance(carts.carts["c-1"], Cart)
+    carts.compact()  # idle since the last pass
+    kept = carts.carts["c-1"]
+    assert isinstance(kept, bytes) and cart_ms(kept) == 1000
+    held = carts.held("c-1")
+    assert isinstance(held, Cart) and held.lines["sku-1"].quantity == 1
+
+
+def test_expire_tombstones_a_cart_and_what_goes_with_it() -> None:
+    carts = Carts(DAY)
+    carts.open("c-1", 0)
+    carts.open("c-2", DAY)
+    log = carts.changes()
+    carts.open("c-1", 0)  # touched again, then expired: no record, only the tombstone
+    gone = carts.expire(DAY + 1, lambda cart_id: [(b"i" + cart_id.encode(), None)])
+    assert gone == [(b"cc-1", None), (b"ic-1", None)]
+    assert carts.changes() == []  # c-1 is not written back after its tombstone
+    twin, _ = restored(log + gone[:1])
+    assert twin.snapshot() == carts.snapshot()
+    assert list(carts.carts) == ["c-2"]
+
+
+def test_a_cart_with_max_lines_takes_no_new_line() -> None:
+    carts = Carts(DAY)
+    cart = carts.open("c-1", 0)
+    for i in range(MAX_CART_LINES):
+        cart.add(f"sku-{i}", 1, None, None)
+    carts.check_room("c-1", "sku-0")  # an existing line: fine
+    with pytest.raises(InvalidEventError):
+        carts.check_room("c-1", "sku-new")
