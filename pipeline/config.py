@@ -1,7 +1,8 @@
 """Settings: one frozen value object, read from OFSYS_* environment variables and flags.
 
-Every option is declared once in `OPTIONS`; the environment variable, the CLI flag and
-the `--help` text all derive from that declaration. Flags win over the environment.
+Every option is declared in `OPTIONS` (name, parser, help, default); the environment
+variable, the CLI flag and the `--help` text derive from it. `Settings` types the same
+names as fields; a test keeps the two in step. Flags win over the environment.
 Any `OFSYS_KAFKA_<PROPERTY>` variable is passed to librdkafka as `<property>` with
 underscores turned into dots.
 """

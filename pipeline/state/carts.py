@@ -1,13 +1,11 @@
 """Carts: each cart's true state and what Journey last received of it; net changes.
 
 Owns the `c<cart id>` records: 8 bytes of big-endian activity time, then JSON (see
-`Cart.dump`). A cart is kept as a `Cart` while in use and as its record bytes while
-idle (`compact()`, about every `COMPACT_EVERY` windows). Invariants: a cart holds at
-most `MAX_CART_LINES` lines (give or take one added to an idle cart), so its record
-stays far below RECORD_BUDGET; `version` counts the net changes sent for the cart and
-survives a transaction, so ids `<cart id>@<version>.<digest>/<n>` never repeat; a cart
-is forgotten, with a tombstone, once the stream time is `retention_ms` past its last
-activity.
+`Cart.dump`); a cart is a `Cart` while in use, its record bytes while idle (`compact()`).
+Invariants: a cart holds at most `MAX_CART_LINES` lines (give or take one added to an
+idle cart), so its record stays far below RECORD_BUDGET; `version` counts the net
+changes sent and survives a transaction, so ids `<cart id>@<version>.<digest>/<n>` never
+repeat; a cart is forgotten, with a tombstone, `retention_ms` after its last activity.
 """
 
 from __future__ import annotations

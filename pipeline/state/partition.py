@@ -1,27 +1,16 @@
 """Partition state: one input partition's stores, and the events folded into them.
 
-One `PartitionState` per assigned input partition (carts are keyed by cart id, so a
-cart lives on one partition). It owns no data of its own but the stream time, the
-seal marks and the outbox; the data lives in small stores, each with its changelog
-records (records.py): event ids (event_ids.py), orders (orders.py), identities
-(identities.py), carts (carts.py) and triggers (triggers.py). This module keeps what
-spans them: `apply()` dispatches each event once, and cross-store invariants (a cart's
-pending change leaves before its next per-event command; its identity expires with it).
-
-`apply()` sends commands that stand for a single event (Track, ProductView,
-transactions) to the outbox at once, while cart changes only mark the cart dirty.
-`flush()` then emits, per dirty cart, one net change against what Journey already has;
-a cart that ends the window as it began sends nothing.
-
-Command ids are deterministic so a replay after a crash re-sends the same ids:
-`<event id>/<n>` for per-event commands, `<cart id>@<version>.<digest>/<n>` for a
-cart's net change and `<cart id>@abandoned@<activity ms>.<digest>` for triggers. A
-command whose content depends on where a window closed carries a digest of that
-content, so one id never stands for two contents; the run loop makes windows close
-where they closed before a crash (seal marks, key `w`), so a replay re-sends the same
-ids. Per-event commands depend only on the state before the event, which a restore
-reproduces. Expiry runs on stream time (the newest event time seen), so retention
-means the same under replay and in a time-compressed benchmark.
+One `PartitionState` per assigned input partition (a cart lives on one partition). It
+holds the stream time (the newest event time: expiry runs on it, so retention means the
+same under replay), the seal marks (key `w`) and the outbox; the data lives in the
+stores (event_ids, orders, identities, carts, triggers), each with its changelog records
+(records.py). This module keeps what spans them. Invariants: `apply()` dispatches each
+event once; a cart's pending net change leaves before its next per-event command; a
+cart's identity expires with the cart. Ids are deterministic so a replay re-sends the
+same ids: `<event id>/<n>` for per-event commands (Track, ProductView, transactions:
+they depend only on the state before the event, which a restore reproduces), and for
+what depends on where a window closed, ids with a digest of the content (carts.py,
+triggers.py), re-sent alike because the run loop closes windows where they closed.
 """
 
 from __future__ import annotations

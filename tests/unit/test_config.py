@@ -402,3 +402,11 @@ def test_cli_unknown_variable() -> None:
 
 def test_cli_misspelt_key_flag_does_not_echo_the_key() -> None:
     assert_one_line_exit_2(run_cli("--acount-key", KEY, OFSYS_ACCOUNT_KEY=None), KEY)
+
+
+def test_options_and_settings_fields_are_the_same_names() -> None:
+    """OPTIONS declares each option; Settings types it: neither may drift from the other."""
+    import dataclasses
+
+    fields = {field.name for field in dataclasses.fields(Settings)} - {"kafka"}
+    assert {option.field for option in OPTIONS} == fields
