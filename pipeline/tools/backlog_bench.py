@@ -17,6 +17,7 @@ set beside the growth of the pipeline's peak between backlog sizes.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ import urllib.request
 from typing import Any
 
 import orjson
-from confluent_kafka import ConsumerGroupTopicPartitions, Message, Producer, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -38,7 +39,7 @@ from ..source.schemas import load_family
 from .bench import SteadyRate, _start_emulator, consume_decode_ceiling
 from .broker import EmbeddedBroker, free_port
 from .demo import DEMO_KEY
-from .traffic import Encoder, ShopTraffic
+from .traffic import Encoder, ShopTraffic, encoded, produce_all
 
 MIB = 1024 * 1024
 SAMPLE_S = 0.2  # VmRSS sampling period
@@ -91,47 +92,9 @@ def produce_backlog(
     """Produce `events` records of shop traffic; each partition's end offset (from the
     delivery reports) and the seconds it took."""
     started = time.monotonic()
-    traffic = iter(
-        ShopTraffic(seed=SEED, visitors=visitors, duplicate_rate=0.01, invalid_rate=0.001)
-    )
-    encode = Encoder(load_family("site_event"))
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 50,
-            "batch.num.messages": 10_000,
-            "partitioner": "murmur2_random",
-            "log.connection.close": False,  # Tansu closes idle connections: not news
-        }
-    )
-    ends: dict[int, int] = {}
-    errors: list[str] = []
-
-    def delivered(err: Any, msg: Message) -> None:
-        if err is not None:
-            errors.append(str(err))
-            return
-        partition: int = msg.partition()  # type: ignore[assignment]
-        offset: int = msg.offset()  # type: ignore[assignment]
-        ends[partition] = max(ends.get(partition, 0), offset + 1)
-
-    deadline = started + 120 + events / 1000
-    for _ in range(events):
-        key, event, bad = next(traffic)
-        value = bad if bad is not None else encode(event)  # type: ignore[arg-type]
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value, on_delivery=delivered)
-                break
-            except BufferError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "the broker took no more records: the queue stayed full"
-                    ) from None
-                producer.poll(0.05)
-        producer.poll(0)
-    if producer.flush(120) != 0 or errors or sum(ends.values()) != events:
-        raise RuntimeError(f"producing the backlog failed: {errors[:3]} ends {ends}")
+    traffic = ShopTraffic(seed=SEED, visitors=visitors, duplicate_rate=0.01, invalid_rate=0.001)
+    records = itertools.islice(encoded(traffic, Encoder(load_family("site_event"))), events)
+    ends = produce_all(bootstrap, topic, records, timeout_s=120 + events / 1000)
     return ends, time.monotonic() - started
 
 

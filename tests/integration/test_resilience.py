@@ -23,7 +23,7 @@ from pipeline.source.partitioner import PARTITIONERS
 from pipeline.source.schemas import SchemaFamily
 from pipeline.tools.broker import EmbeddedBroker
 from pipeline.tools.emulator import JourneyEmulator
-from pipeline.tools.traffic import Encoder, ShopTraffic
+from pipeline.tools.traffic import Encoder, ShopTraffic, produce_all
 
 from .checks import assert_nothing_lost_or_doubled, journey_view
 from .conftest import Harness, PipelineProcess, pipeline_env, start_process, wait_for
@@ -69,41 +69,9 @@ def batch_produce(
     **config: Any,
 ) -> dict[int, int]:
     """Produce `records` in order, batched (fast), partitioned with murmur2 like the
-    shop's producers; returns each partition's end offset, from the delivery reports.
-
-    Tansu quirk (../shared/broker-notes.md): with batches its high watermark is the base
-    offset of the last batch plus one, so callers never compare with watermarks or lag;
-    committed offsets and the offsets in delivery reports are exact."""
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            "batch.num.messages": 10_000,
-            "queue.buffering.max.messages": 500_000,
-            "partitioner": "murmur2_random",
-            **config,
-        }
-    )
-    ends: dict[int, int] = {}
-    errors: list[str] = []
-
-    def delivered(err: Any, msg: Message) -> None:
-        if err is not None:
-            errors.append(str(err))
-            return
-        partition: int = msg.partition()  # type: ignore[assignment]
-        offset: int = msg.offset()  # type: ignore[assignment]
-        ends[partition] = max(ends.get(partition, 0), offset + 1)
-
-    for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value, on_delivery=delivered)
-                break
-            except BufferError:
-                producer.poll(0.1)
-    assert producer.flush(60) == 0, "the test producer could not deliver in 60 s"
-    assert not errors, f"the test producer failed: {errors[:3]}"
+    shop's producers; returns each partition's end offset, from the delivery reports
+    (never compared with Tansu's watermarks: see tests/README.md)."""
+    ends = produce_all(bootstrap, topic, records, timeout_s=60, **config)
     assert sum(ends.values()) == len(records), (ends, len(records))
     return ends
 
