@@ -16,7 +16,8 @@ from .. import logs
 from ..config import Settings
 from ..errors import DecodeError, InvalidEventError, PipelineError
 from ..metrics import EVENT_LABELS, Metrics
-from ..source.normalise import Identity, Limits, Missing, normalise
+from ..source.identity import Identity
+from ..source.normalise import Limits, Missing, normalise
 from ..source.partitioner import PARTITIONERS
 from ..state.partition import PartitionState, Retention
 from .checkpoint import Checkpoint, Source

@@ -17,11 +17,12 @@ checked. The checks are plain comparisons: `not (0.0 <= x <= max)` is also true 
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ..errors import InvalidEventError
+from .changes import Change, Line, LineChange, PageView, ProductView, Purchase, Snapshot
+from .identity import Identity
 
 Event = dict[str, Any]
 Missing = dict[tuple[str, str], int]
@@ -66,161 +67,7 @@ def _too_long(field: str, value: str, limits: Limits) -> InvalidEventError:
     )
 
 
-class Line:
-    """One cart or order line; mutable so cart updates need no new objects."""
-
-    __hash__ = None  # type: ignore[assignment]  # mutable: compared, never hashed
-
-    __slots__ = ("name", "price", "quantity", "subtotal")
-
-    def __init__(
-        self, name: str | None, price: float | None, quantity: int, subtotal: float | None = None
-    ) -> None:
-        self.name = name
-        self.price = price
-        self.quantity = quantity
-        self.subtotal = subtotal
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Line) and (self.name, self.price, self.quantity) == (
-            other.name,
-            other.price,
-            other.quantity,
-        )
-
-    def __repr__(self) -> str:
-        return f"Line({self.name!r}, {self.price!r}, {self.quantity!r})"
-
-
-class Snapshot(NamedTuple):
-    """The cart as a Viewed Page showed it."""
-
-    total: float | None
-    step: int | None
-    lines: dict[str, Line]
-
-
-class PageView(NamedTuple):
-    event_id: str
-    ts: int
-    cart_id: str | None
-    email: str | None
-    snapshot: Snapshot | None
-
-
-class ProductView(NamedTuple):
-    event_id: str
-    ts: int
-    cart_id: str | None
-    email: str | None
-    product_id: str
-
-
-class LineChange(NamedTuple):
-    """Added Product (added=True) or Removed Product; quantity None means 'default'.
-    name and price are read for Added Product only (None for Removed Product)."""
-
-    event_id: str
-    ts: int
-    cart_id: str
-    email: str | None
-    product_id: str
-    added: bool
-    quantity: int | None
-    name: str | None
-    price: float | None
-
-
-class Purchase(NamedTuple):
-    event_id: str
-    ts: int
-    cart_id: str | None
-    email: str | None
-    order_id: str
-    affiliation: str | None
-    revenue: float | None
-    tax: float | None
-    shipping: float | None
-    lines: list[tuple[str, Line]]
-
-
-Change = PageView | ProductView | LineChange | Purchase
 Handler = Callable[[Event, str | None, Missing, Limits], Change]
-
-
-# RFC 5322 atext, lower-case (addresses are lower-cased first), and the dot; then the
-# ASCII characters of a domain. Non-ASCII letters, marks and digits (internationalised
-# addresses and domains, e.g. пример.рф) are allowed in both.
-_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.!#$%&'*+-/=?^_`{|}~")
-_DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
-_WORD_CATEGORIES = frozenset(("Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd"))
-_MAX_RAW_EMAIL = 1024  # longer raw values are invalid and never memoised
-
-
-def _word_char(char: str) -> bool:
-    """A non-ASCII letter, combining mark or decimal digit."""
-    return char > "\x7f" and unicodedata.category(char) in _WORD_CATEGORIES
-
-
-def is_email(address: str) -> bool:
-    """Whether a trimmed, lower-cased `address` is an e-mail address: at most 254
-    characters; a local part of 1..64 RFC 5322 atext characters (or non-ASCII letters,
-    marks and digits, RFC 6531), dots neither leading, trailing nor doubled; a domain of
-    at least two labels of 1..63 letters (any script), marks, digits and inner hyphens,
-    the last not all digits. Quoted local parts and address literals are not accepted."""
-    if len(address) > 254:
-        return False
-    local, _, domain = address.rpartition("@")
-    if not local or len(local) > 64 or local[0] == "." or local[-1] == "." or ".." in local:
-        return False
-    if not _LOCAL_CHARS.issuperset(local):  # the ASCII fast path failed: look closer
-        for char in local:
-            if char not in _LOCAL_CHARS and not _word_char(char):
-                return False
-    if not _DOMAIN_CHARS.issuperset(domain):
-        for char in domain:
-            if char not in _DOMAIN_CHARS and not _word_char(char):
-                return False
-    labels = domain.split(".")
-    if len(labels) < 2 or labels[-1].isdigit():
-        return False
-    for label in labels:
-        if not 0 < len(label) <= 63 or label[0] == "-" or label[-1] == "-":
-            return False
-    return True
-
-
-class Identity:
-    """Normalises user.email (trimmed, lower-cased, checked with `is_email`) and counts
-    addresses that are present but not e-mails (they are not sent). A visitor's address
-    repeats on every event, so results are memoised in a bounded table."""
-
-    __slots__ = ("_known", "invalid")
-    MEMO_SIZE = 65_536
-
-    def __init__(self) -> None:
-        self.invalid = 0
-        self._known: dict[str, str] = {}  # raw -> normalised, "" when not an e-mail
-
-    def email(self, event: Event) -> str | None:
-        raw = (event.get("user") or _NONE).get("email")
-        if not raw:
-            return None
-        email = self._known.get(raw)
-        if email is None:
-            if len(raw) > _MAX_RAW_EMAIL:  # not memoised: huge keys must not pile up
-                self.invalid += 1
-                return None
-            email = raw.strip().lower()
-            if not is_email(email):
-                email = ""
-            if len(self._known) >= self.MEMO_SIZE:
-                self._known.clear()
-            self._known[raw] = email
-        if email:
-            return email
-        self.invalid += 1
-        return None
 
 
 def _tally(missing: Missing, event: str, field: str) -> None:

@@ -17,7 +17,7 @@ import orjson
 
 from ..errors import InvalidEventError
 from ..journey.commands import Command
-from ..source.normalise import Line
+from ..source.changes import Line
 from .compose import command, digest, money, put
 from .records import Record, key
 

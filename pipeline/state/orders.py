@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 
 from ..journey.commands import Command
-from ..source.normalise import Purchase
+from ..source.changes import Purchase
 from .compose import command, money, put
 from .records import Record, key
 

@@ -21,7 +21,7 @@ import orjson
 
 from ..errors import InvalidEventError
 from ..journey.commands import Command
-from ..source.normalise import Change, LineChange, PageView, ProductView, Purchase
+from ..source.changes import Change, LineChange, PageView, ProductView, Purchase
 from .carts import MAX_CART_LINES, Cart, Carts, net_change
 from .compose import command
 from .event_ids import EventIds

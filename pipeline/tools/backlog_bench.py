@@ -266,7 +266,8 @@ def _state_child(events_arg: str, visitors_arg: str, partitions_arg: str) -> Non
     from .. import config
     from ..errors import InvalidEventError
     from ..runtime.changelog import retention, trigger_settings
-    from ..source.normalise import Identity, normalise
+    from ..source.identity import Identity
+    from ..source.normalise import normalise
     from ..source.partitioner import PARTITIONERS
     from ..state.partition import PartitionState
 

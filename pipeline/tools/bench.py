@@ -32,8 +32,10 @@ from ..runtime import topics
 from ..runtime.changelog import Changelog
 from ..runtime.outputs import Outputs
 from ..runtime.wiring import build_pipeline
+from ..source.changes import LineChange
 from ..source.decode import SingleObjectDecoder
-from ..source.normalise import Identity, LineChange, normalise
+from ..source.identity import Identity
+from ..source.normalise import normalise
 from ..source.schemas import load_family
 from ..state.partition import PartitionState, Retention
 from .broker import EmbeddedBroker, free_port, wait_listening

@@ -8,7 +8,8 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from pipeline.runtime import topics
-from pipeline.source.normalise import Identity, normalise
+from pipeline.source.identity import Identity
+from pipeline.source.normalise import normalise
 from pipeline.source.schemas import SchemaFamily
 from pipeline.state.partition import Cart, PartitionState
 from pipeline.tools.broker import EmbeddedBroker

@@ -11,21 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import InvalidEventError
-from pipeline.source.normalise import (
-    DEFAULT_LIMITS,
-    EVENT_NAMES,
-    Identity,
-    Limits,
-    Line,
-    LineChange,
-    Missing,
-    PageView,
-    ProductView,
-    Purchase,
-    Snapshot,
-    is_email,
-    normalise,
-)
+from pipeline.source.changes import Line, LineChange, PageView, ProductView, Purchase, Snapshot
+from pipeline.source.identity import Identity, is_email
+from pipeline.source.normalise import DEFAULT_LIMITS, EVENT_NAMES, Limits, Missing, normalise
 
 TS = 1764000000000
 

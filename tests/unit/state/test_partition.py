@@ -29,7 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import InvalidEventError
-from pipeline.source.normalise import Identity, Missing, normalise
+from pipeline.source.identity import Identity
+from pipeline.source.normalise import Missing, normalise
 from pipeline.state import carts as cart_store
 from pipeline.state.partition import MAX_CART_LINES, Command, PartitionState
 from pipeline.state.triggers import TriggerSettings

@@ -10,7 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.source.normalise import Identity, PageView, normalise
+from pipeline.source.changes import PageView
+from pipeline.source.identity import Identity
+from pipeline.source.normalise import normalise
 from pipeline.state.partition import MARKS_KEY, RECORD_BUDGET, Cart, PartitionState, Retention
 from pipeline.tools.traffic import ShopTraffic
 

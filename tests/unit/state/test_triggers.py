@@ -12,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from pipeline.source.normalise import Identity, normalise
+from pipeline.source.identity import Identity
+from pipeline.source.normalise import normalise
 from pipeline.state.carts import Carts
 from pipeline.state.partition import PartitionState
 from pipeline.state.triggers import (
