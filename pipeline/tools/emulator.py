@@ -25,228 +25,25 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import asdict
 from types import FrameType
 from typing import Any
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
 
-from ..journey.commands import CALLS, Kind
-
-INGEST_PATH = "/v1/journey"
-MAX_CONFLICT_EXAMPLES = 20
-
-_STR, _NUM, _QTY = 0, 1, 2
-_KIND_TEXT = {_STR: "a non-empty string", _NUM: "a number", _QTY: "an integer >= 0"}
-_CHECK: dict[Kind, int] = {"text": _STR, "number": _NUM, "quantity": _QTY}
-# Required args of each contract call, in the contract's order, from the one table of
-# calls (pipeline.journey.commands.CALLS); optional args are free.
-_REQUIRED: dict[str, tuple[tuple[str, int], ...]] = {
-    call: tuple((name, _CHECK[kind]) for name, kind in required) for call, required in CALLS.items()
-}
-_COUNTERS = (
-    "duplicates_received",
-    "conflicts",
-    "duplicate_batches",
-    "batches",
-    "requests",
-    "rejected",
-    "faults_injected",
+from .emulator_contract import (
+    _COUNTERS,
+    INGEST_PATH,
+    _canonical,
+    _command_error,
+    _Faults,
+    _parse_faults,
 )
-# Help of each journey_emulator_<name>_total counter (GET /metrics): the ledger's counters.
-_METRIC_HELP = {
-    "accepted": "Commands recorded (first copy of each command id)",
-    "duplicates_received": "Commands whose id was already recorded, with the same content",
-    "conflicts": "Commands whose id was already recorded with different content (violation)",
-    "duplicate_batches": "Requests answered from the batchId idempotency cache",
-    "batches": "Batches recorded",
-    "requests": "POST /v1/journey requests received",
-    "rejected": "Requests rejected as invalid (400)",
-    "faults_injected": "Requests answered with an injected fault",
-}
-_FAULT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+from .emulator_http import _Collector, _Response, _Server
+
+MAX_CONFLICT_EXAMPLES = 20
 _UNAUTHORIZED = orjson.dumps({"error": "unauthorized"})
-_Response = tuple[int, bytes, dict[str, str]]
-
-
-def _has_null(value: Any) -> bool:
-    """True if a nested arg (object or list) holds a null anywhere."""
-    items = value.values() if type(value) is dict else value
-    return any(v is None or (type(v) in (dict, list) and _has_null(v)) for v in items)
-
-
-def _canonical(cmd: dict[str, Any]) -> bytes:
-    """A command's content as bytes that compare equal iff the JSON documents do."""
-    return orjson.dumps(cmd, option=orjson.OPT_SORT_KEYS)
-
-
-def _command_error(cmd: Any) -> str | None:
-    """What is wrong with one command, or None. Plain type checks: this is the hot path."""
-    if type(cmd) is not dict:
-        return "command must be an object"
-    cid = cmd.get("id")
-    if type(cid) is not str or not cid:
-        return "id must be a non-empty string"
-    if type(cmd.get("ts")) is not int:
-        return "ts must be an integer (ms since the epoch)"
-    for key in ("cartId", "email"):
-        if key not in cmd or (cmd[key] is not None and type(cmd[key]) is not str):
-            return f"{key} must be present, a string or null"
-    call = cmd.get("call")
-    required = _REQUIRED.get(call) if type(call) is str else None
-    if required is None:
-        return f"unknown call {call!r}"
-    args = cmd.get("args")
-    if type(args) is not dict:
-        return "args must be an object"
-    for name, kind in required:
-        if name not in args:
-            return f"{call} requires arg {name!r}"
-        value = args[name]
-        if kind == _STR:
-            ok = type(value) is str and value != ""
-        elif kind == _QTY:
-            ok = type(value) is int and value >= 0
-        else:
-            ok = type(value) in (int, float)
-        if not ok:
-            return f"arg {name!r} must be {_KIND_TEXT[kind]}"
-    for name, value in args.items():
-        if value is None:
-            return f"arg {name!r} is null (leave optional args out instead)"
-        if type(value) in (dict, list) and _has_null(value):
-            return f"arg {name!r} contains a null"
-    return None
-
-
-@dataclass
-class _Faults:
-    """Injected misbehaviour; replaced as a whole by each POST /faults."""
-
-    error_rate: float = 0.0
-    status: int = 503
-    retry_after: int | None = None
-    latency_ms: float = 0.0
-    unauthorized: bool = False
-    fail_next: int = 0
-    reject_ids: list[str] = field(default_factory=list)
-    seed: int | None = None
-
-
-def _parse_faults(raw: dict[str, Any]) -> _Faults:
-    """Validate a fault document; ValueError names the first bad field."""
-    checks: dict[str, tuple[tuple[type, ...], Any, str]] = {
-        "error_rate": ((int, float), lambda v: 0 <= v <= 1, "a number in 0..1"),
-        "status": ((int,), lambda v: v in _FAULT_STATUSES, f"one of {sorted(_FAULT_STATUSES)}"),
-        "retry_after": ((int, type(None)), lambda v: v is None or v >= 0, "an int >= 0"),
-        "latency_ms": ((int, float), lambda v: v >= 0, "a number >= 0"),
-        "unauthorized": ((bool,), lambda v: True, "a boolean"),
-        "fail_next": ((int,), lambda v: v >= 0, "an int >= 0"),
-        "reject_ids": ((list,), lambda v: all(type(i) is str for i in v), "a list of ids"),
-        "seed": ((int, type(None)), lambda v: True, "an int"),
-    }
-    faults = _Faults()
-    for key, value in raw.items():
-        if key not in checks:
-            raise ValueError(f"unknown fault {key!r}")
-        kinds, ok, want = checks[key]
-        if type(value) not in kinds or not ok(value):
-            raise ValueError(f"fault {key!r} must be {want}")
-        setattr(faults, key, list(value) if key == "reject_ids" else value)
-    return faults
-
-
-class _Server(ThreadingHTTPServer):
-    """Tracks open connections so stop() can cut keep-alive clients off, like a crash."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], emulator: JourneyEmulator) -> None:
-        super().__init__(address, _Handler)
-        self.emulator = emulator
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that hang up mid-request are normal under test; stay quiet about them."""
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """HTTP/1.1 keep-alive I/O only; the emulator holds all the logic and state."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # header and body go out as separate writes
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: a stderr line per request would swamp the demo's logs."""
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.server.connections_lock:
-                self.server.connections.discard(self.connection)
-
-    def _handle(self) -> None:
-        """Reads the whole body first (Content-Length only) so keep-alive stays in sync."""
-        length = self.headers.get("Content-Length", "0")
-        if not length.isdigit() or "Transfer-Encoding" in self.headers:
-            self.close_connection = True
-            self._send((411, orjson.dumps({"error": "a Content-Length body is required"}), {}))
-            return
-        body = self.rfile.read(int(length)) if length != "0" else b""
-        emu = self.server.emulator
-        route = (self.command, self.path.split("?", 1)[0])
-        if route == ("POST", INGEST_PATH):
-            auth, key = self.headers.get("Authorization"), self.headers.get("Idempotency-Key")
-            self._send(emu._ingest(auth, key, body))
-        elif route == ("GET", "/ledger"):
-            self._send((200, orjson.dumps(emu.ledger()), {}))
-        elif route == ("DELETE", "/ledger"):
-            emu.reset()
-            self._send((200, orjson.dumps(emu.ledger()), {}))
-        elif route == ("GET", "/faults"):
-            self._send((200, orjson.dumps(emu.faults()), {}))
-        elif route == ("POST", "/faults"):
-            try:
-                raw = orjson.loads(body or b"{}")
-                if type(raw) is not dict:
-                    raise ValueError("faults must be a JSON object")
-                emu.set_faults(**raw)
-                self._send((200, orjson.dumps(emu.faults()), {}))
-            except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-                self._send((400, orjson.dumps({"error": str(exc)}), {}))
-        elif route == ("GET", "/metrics"):
-            self._send((200, emu.metrics(), {"Content-Type": CONTENT_TYPE_LATEST}))
-        elif route == ("GET", "/healthz"):
-            self._send((200, b"ok", {"Content-Type": "text/plain"}))
-        else:
-            self._send((404, orjson.dumps({"error": "not found"}), {}))
-
-    do_GET = do_POST = do_DELETE = _handle  # noqa: N815 - http.server's naming
-
-    def _send(self, response: _Response) -> None:
-        status, body, headers = response
-        self.send_response(status)
-        if "Content-Type" not in headers:
-            self.send_header("Content-Type", "application/json")
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
 
 class JourneyEmulator:
@@ -452,19 +249,6 @@ class JourneyEmulator:
             counts["batches"] += 1
             answer = self._batches[batch_id] = orjson.dumps({"accepted": new, "duplicates": dup})
         return 200, answer, {}
-
-
-class _Collector:
-    """Reads the emulator's counters at scrape time: the hot path keeps plain ints."""
-
-    def __init__(self, emulator: JourneyEmulator) -> None:
-        self._emulator = emulator
-
-    def collect(self) -> Iterator[Metric]:
-        for name, value in self._emulator.counters().items():
-            family = CounterMetricFamily(f"journey_emulator_{name}", _METRIC_HELP[name])
-            family.add_metric([], value)
-            yield family
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

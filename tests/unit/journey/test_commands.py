@@ -17,7 +17,7 @@ from pipeline.errors import DEAD_LETTER_REASONS, RETRY_REASONS
 from pipeline.journey import client
 from pipeline.journey.commands import CALL_NAMES, CALLS, Kind
 from pipeline.metrics import Metrics
-from pipeline.tools import emulator
+from pipeline.tools import emulator_contract as emulator
 
 PACKAGE = Path(errors.__file__).resolve().parent
 GOOD: dict[Kind, Any] = {"text": "x", "number": 2490.5, "quantity": 2}

@@ -1,66 +1,29 @@
-"""Fakes for driving the run loop without a broker or Journey (Bytewax's manner).
+"""The fake broker clients: `FakeConsumer` (the `Consumer` port, with the records it
+hands out, `FakeMessage`, and its commit results, `CommitResult`) and `FakeOutputs`
+(the `Outputs` port, the producer, with the records it took, `Produced`).
 
-Shipped in the package, apart from the core: the runtime never imports this module.
-Each fake implements one `Protocol` of `pipeline.runtime.ports`:
-
-- `FakeConsumer`: topics of partitions in memory, positions, pause/resume/seek,
-  commit (with injectable per-partition errors) and scripted rebalances (assign, revoke,
-  lost), run inside `consume()` as librdkafka runs its callbacks inside a poll;
-- `FakeOutputs`: records kept per topic, pending until `flush`, whose result can be
-  held back (`hold`) to play a broker that has not taken them yet;
-- `ScriptedJourney`: Journey answering from a script of statuses;
-- `FakeWorker`: the delivery worker, synchronous, over a `ScriptedJourney`;
-- `FakeStore`: the changelog, written through `FakeOutputs` (so durable only once
-  flushed) and restored from what was flushed;
-- `FakeClock`: monotonic and wall time that move only when told (or slept).
-
-`fake_parts(settings, metrics)` puts them together as the loop's `Parts`.
+`FakeConsumer` keeps topics of partitions in memory, positions, pause/resume/seek,
+commit (with injectable per-partition errors) and scripted rebalances (assign, revoke,
+lost), run inside `consume()` as librdkafka runs its callbacks inside a poll.
+`FakeOutputs` keeps records per topic, pending until `flush`, whose result can be held
+back (`hold`) to play a broker that has not taken them yet.
 """
 
 from __future__ import annotations
 
 import collections
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from confluent_kafka import TopicPartition
 
-from .config import Settings
-from .errors import RejectedCommandsError, TransientDeliveryError, UnauthorizedError
-from .journey.commands import Command
-from .metrics import Metrics
-from .runtime.changelog import retention, trigger_settings
-from .runtime.checkpoint import Window
-from .runtime.deadletter import DeadLetters
-from .runtime.ports import Parts, Rebalance
-from .source.partitioner import PARTITIONERS
-from .state.partition import PartitionState
+from ..runtime.ports import Rebalance
+from ..source.partitioner import PARTITIONERS
+from .clock import FakeClock
 
 Source = tuple[str, int]
 OFFSET_INVALID = -1001
-
-
-class FakeClock:
-    """Time that moves only by `advance` (or `sleep`, which advances it)."""
-
-    def __init__(self, wall: float | None = None, monotonic: float = 1000.0) -> None:
-        self.now = monotonic
-        self.wall = time.time() if wall is None else wall
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.wall
-
-    def sleep(self, seconds: float) -> None:
-        self.advance(seconds)
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.wall += seconds
 
 
 @dataclass
@@ -289,166 +252,3 @@ class FakeOutputs:
     def topic(self, name: str) -> list[Produced]:
         """The records the broker took for `name`."""
         return [r for r in self.durable if r.topic == name]
-
-
-class ScriptedJourney:
-    """Journey answering each request with the next status of `script` (then 200s).
-    401/403 refuse the key, 400/422 reject, other non-2xx are transient."""
-
-    def __init__(self, script: list[int] | None = None, retry_after: float | None = None) -> None:
-        self.script = collections.deque(script or [])
-        self.retry_after = retry_after
-        self.accepted: list[Command] = []
-        self.requests = 0
-        self.closed = False
-
-    def send(self, commands: list[Command]) -> None:
-        self.requests += 1
-        status = self.script.popleft() if self.script else 200
-        if 200 <= status < 300:
-            self.accepted.extend(commands)
-            return
-        if status in (401, 403):
-            raise UnauthorizedError(f"Journey refused the account key ({status})", status=status)
-        if status in (400, 422):
-            raise RejectedCommandsError(f"rejected ({status})", status=status, errors={})
-        raise TransientDeliveryError(
-            f"Journey answered {status}",
-            reason="throttled" if status == 429 else "server_error",
-            status=status,
-            retry_after=self.retry_after,
-        )
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeWorker:
-    """The delivery worker, synchronous: windows are delivered (one request each, in
-    order) when the loop asks what is `completed`. A failed request leaves the window
-    outstanding and `retrying` set; the next call tries again."""
-
-    def __init__(self, journey: ScriptedJourney) -> None:
-        self.journey = journey
-        self.queue: collections.deque[Window] = collections.deque()
-        self.submitted: list[Window] = []  # every window handed over, in order
-        self.retrying = False
-        self.failure: BaseException | None = None
-        self._unauthorized = False
-        self.stopped_at: float | None = None
-
-    @property
-    def unauthorized(self) -> bool:
-        return self._unauthorized
-
-    @property
-    def outstanding(self) -> int:
-        return len(self.queue)
-
-    def submit(self, window: Window) -> None:
-        self.queue.append(window)
-        self.submitted.append(window)
-
-    def completed(self) -> list[Window]:
-        done = []
-        while self.queue:
-            window = self.queue[0]
-            try:
-                if window.commands:
-                    self.journey.send(window.commands)
-            except UnauthorizedError:
-                self.retrying = self._unauthorized = True
-                break
-            except TransientDeliveryError:
-                self.retrying = True
-                break
-            self.retrying = self._unauthorized = False
-            done.append(self.queue.popleft())
-        return done
-
-    def wait_idle(self, timeout_s: float) -> bool:
-        return not self.queue
-
-    def stop(self, deadline: float) -> None:
-        self.stopped_at = deadline
-
-    def join(self, timeout_s: float) -> None:
-        pass
-
-
-class FakeStore:
-    """The changelog, through `FakeOutputs`: restore reads only what was flushed."""
-
-    def __init__(self, outputs: FakeOutputs, settings: Settings) -> None:
-        self.topic = settings.changelog_topic
-        self._outputs = outputs
-        self._settings = settings
-        self.restores: list[list[int]] = []
-
-    def write(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
-        for key, value in records:
-            self._outputs.produce(self.topic, key, value, partition=partition)
-
-    def restore(self, partitions: list[int]) -> tuple[dict[int, PartitionState], int]:
-        self.restores.append(list(partitions))
-        settings = self._settings
-        states = {
-            p: PartitionState(retention(settings), trigger_settings(settings)) for p in partitions
-        }
-        count = 0
-        for record in self._outputs.topic(self.topic):
-            if record.partition in states:
-                key = record.key.encode() if isinstance(record.key, str) else record.key
-                states[record.partition].load(key or b"", record.value)
-                count += 1
-        for state in states.values():
-            state.rearm()
-        return states, count
-
-
-@dataclass
-class Fakes:
-    """Every fake of one pipeline, and the `Parts` made of them."""
-
-    consumer: FakeConsumer
-    outputs: FakeOutputs
-    journey: ScriptedJourney
-    worker: FakeWorker
-    store: FakeStore | None
-    clock: FakeClock
-    parts: Parts
-
-
-def fake_parts(
-    settings: Settings,
-    metrics: Metrics,
-    *,
-    partitions: int = 1,
-    journey: ScriptedJourney | None = None,
-    clock: FakeClock | None = None,
-    consumer: FakeConsumer | None = None,
-    outputs: FakeOutputs | None = None,
-) -> Fakes:
-    """The loop's parts, all fakes; `consumer` and `outputs` may be shared between
-    two pipelines (two members of one group)."""
-    clock = clock or FakeClock()
-    consumer = consumer or FakeConsumer(
-        {settings.topic: partitions, settings.repartition_topic: partitions},
-        settings.partitioner,
-    )
-    outputs = outputs or FakeOutputs(clock=clock)
-    journey = journey or ScriptedJourney()
-    worker = FakeWorker(journey)
-    store = FakeStore(outputs, settings) if settings.changelog else None
-    dead_letters = DeadLetters(outputs, settings.dlq_topic, settings.topic, metrics)
-    parts = Parts(
-        consumer=consumer,
-        outputs=outputs,
-        worker=worker,
-        client=journey,
-        dead_letters=dead_letters,
-        store=store,
-        clock=clock,
-        prepare=lambda: partitions,
-    )
-    return Fakes(consumer, outputs, journey, worker, store, clock, parts)
