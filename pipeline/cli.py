@@ -68,7 +68,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
     from .runtime import topics
     from .source.schemas import load_family
-    from .tools.traffic import Encoder, ShopTraffic, encoded, produce
+    from .tools.producing import produce
+    from .tools.traffic import Encoder, ShopTraffic, encoded
 
     bootstrap = args.bootstrap_servers
     topics.ensure(AdminClient({"bootstrap.servers": bootstrap}), args.topic, args.partitions)

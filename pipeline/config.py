@@ -4,7 +4,8 @@ Every option is declared in `OPTIONS` (name, parser, help, default); the environ
 variable, the CLI flag and the `--help` text derive from it. `Settings` types the same
 names as fields; a test keeps the two in step. Flags win over the environment.
 Any `OFSYS_KAFKA_<PROPERTY>` variable is passed to librdkafka as `<property>` with
-underscores turned into dots.
+underscores turned into dots. The value parsers and `Secret` live in `config_values`
+(re-exported here).
 """
 
 from __future__ import annotations
@@ -12,116 +13,37 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
+from .config_values import (
+    KEY_RE,
+    Secret,
+    _account_key,
+    _flag,
+    _non_negative_int,
+    _nonempty,
+    _partitioner,
+    _port,
+    _positive_float,
+    _positive_int,
+    _topic,
+    _url,
+    check_account_key,
+)
 from .errors import ConfigError
 
-KEY_RE = re.compile(r"[A-Za-z0-9]{32}")
-
-
-class Secret:
-    """A credential that never prints: repr and str are masked, `reveal()` is explicit."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-def _url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http(s) URL with a host")
-    try:
-        _ = parts.port
-    except ValueError as exc:
-        raise ValueError("has an invalid port") from exc
-    return value
-
-
-def _account_key(value: str) -> Secret:
-    if not KEY_RE.fullmatch(value):
-        # Never echo the value: it is a credential even when malformed.
-        raise ValueError(f"must be exactly 32 letters and digits (got {len(value)} characters)")
-    return Secret(value)
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise ValueError("must be a positive integer")
-    return number
-
-
-def _non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must be 0 or a positive integer")
-    return number
-
-
-def _port(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 65535:
-        raise ValueError("must be a port number (0 turns the metrics server off)")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise ValueError("must be a positive number")
-    return number
-
-
-def _flag(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-        raise ValueError("must be true or false")
-    return lowered in ("true", "1", "yes", "on")
-
-
-def _partitioner(value: str) -> str:
-    if value not in ("murmur2", "crc32"):
-        raise ValueError("must be murmur2 (Java clients) or crc32 (librdkafka's default)")
-    return value
-
-
-def _topic(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value):
-        raise ValueError("must be a Kafka topic name (letters, digits, '.', '_', '-')")
-    return value
-
-
-def _nonempty(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
-
-
-def check_account_key(value: str) -> Secret:
-    """The account key as a Secret, or ConfigError describing its shape (never its value)."""
-    try:
-        return _account_key(value)
-    except ValueError as exc:
-        raise ConfigError(f"OFSYS_ACCOUNT_KEY {exc}") from None
+__all__ = [
+    "KAFKA_PREFIX",
+    "KEY_RE",
+    "OPTIONS",
+    "Option",
+    "Secret",
+    "Settings",
+    "add_arguments",
+    "check_account_key",
+    "load",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

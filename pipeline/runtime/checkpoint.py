@@ -2,7 +2,8 @@
 
 Owns what the loop has processed (`Offsets`), the window being filled and the sealed
 ones (`Window`), each partition's seal marks, and `Checkpoint.commit`, the one place the
-order of deliver -> changelog -> flush -> commit is written.
+order of deliver -> changelog -> flush -> commit is written. `Offsets`, `Window` and
+`Deadline` are defined in offsets.py and re-exported here.
 
 Invariants. A window's offsets are those at each partition's last flush, never beyond:
 a record processed after its partition's flush has no command in any sealed window. A
@@ -20,144 +21,33 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from .. import logs
 from ..errors import PipelineError
-from ..journey.commands import Command
 from ..state.partition import MARKS_KEY, PartitionState
 from ..state.triggers import trigger_record
+from .offsets import Deadline, Offsets, Records, Source, Window
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .ports import Clock, Consumer, Outputs, Store, Worker
 
+__all__ = [
+    "COMMIT_FLUSH_S",
+    "COMMIT_RETRY_S",
+    "Checkpoint",
+    "Deadline",
+    "Offsets",
+    "Records",
+    "Source",
+    "Window",
+]
+
 log = logs.get("commit")
 COMMIT_FLUSH_S = 1.0  # longest one turn waits for the broker before trying again later
 COMMIT_RETRY_S = 0.25  # pause between offset commit retries while draining
-
-Records = list[tuple[bytes, bytes | None]]
-Source = tuple[str, int]  # (topic, partition): the input topic, or its repartition topic
-
-
-class Deadline:
-    """One point in (the clock's) monotonic time that every blocking step shares."""
-
-    def __init__(self, clock: Clock, seconds: float, *, start: float | None = None) -> None:
-        self.clock = clock
-        self.at = (clock.monotonic() if start is None else start) + seconds
-
-    def remaining(self) -> float:
-        return max(self.at - self.clock.monotonic(), 0.0)
-
-    def budget(self, cap: float) -> float:
-        """`cap`, or what is left of the deadline if that is less."""
-        return min(cap, self.remaining())
-
-    def passed(self) -> bool:
-        return self.clock.monotonic() >= self.at
-
-    def __repr__(self) -> str:
-        return f"Deadline(remaining={self.remaining():.3f})"
-
-
-class Window:
-    """Everything sealed together: commands, changelog records, triggers, offsets."""
-
-    __slots__ = ("changelog", "commands", "event_ms", "events", "generation", "offsets", "triggers")
-
-    def __init__(self, generation: int) -> None:
-        self.commands: list[Command] = []
-        self.changelog: dict[int, Records] = {}
-        self.triggers: list[Command] = []  # Trigger commands, also for the triggers topic
-        self.offsets: dict[Source, int] = {}
-        self.event_ms: dict[Source, int] = {}
-        self.events = 0
-        self.generation = generation
-
-    def __bool__(self) -> bool:
-        return bool(self.commands or self.offsets or self.changelog)
-
-
-class Offsets:
-    """Keyed by (topic, partition): a partition's state serves the input topic's
-    partition and the repartition topic's partition of the same number."""
-
-    def __init__(self) -> None:
-        self.generation = 0
-        self.positions: dict[Source, int] = {}  # next offset to process
-        self.event_ms: dict[Source, int] = {}  # event time of the record before that offset
-        self.committed: dict[Source, int] = {}
-        self.committed_event_ms: dict[Source, int] = {}
-        self.failed: set[Source] = set()  # partitions whose last commit the broker refused
-        self.events = 0  # processed since the last seal
-
-    def start(self, source: Source, offset: int) -> None:
-        """Where an assigned partition starts: its committed offset (0 if none)."""
-        self.positions[source] = self.committed[source] = max(offset, 0)
-
-    def flushed(self, window: Window, sources: tuple[Source, Source]) -> list[int]:
-        """Record in `window` that a partition was flushed here; its seal mark."""
-        mark = []
-        for source in sources:
-            offset = self.positions.get(source, 0)
-            mark.append(offset)
-            window.offsets[source] = offset
-            if source in self.event_ms:
-                window.event_ms[source] = self.event_ms[source]
-        return mark
-
-    def forget(self, source: Source) -> None:
-        for table in (self.positions, self.event_ms, self.committed, self.committed_event_ms):
-            table.pop(source, None)
-        self.failed.discard(source)
-
-    def current(self, windows: list[Window]) -> list[Window]:
-        """The windows sealed in this assignment generation; older ones are not ours to
-        commit (or to write to the changelog) any more."""
-        return [window for window in windows if window.generation == self.generation]
-
-    def commit(self, consumer: Consumer, windows: list[Window]) -> bool:
-        """Commit, synchronously, the newest offsets the (current) windows cover. True
-        when every partition's commit succeeded (or there was nothing to commit); a
-        partition the broker did not commit is never recorded as committed."""
-        latest: dict[Source, tuple[int, int]] = {}
-        for window in windows:
-            for source, offset in window.offsets.items():
-                latest[source] = (offset, window.event_ms.get(source, 0))
-        offsets = [
-            TopicPartition(topic, partition, offset)
-            for (topic, partition), (offset, _) in latest.items()
-            if (topic, partition) in self.positions
-            and self.committed.get((topic, partition)) != offset
-        ]
-        if not offsets:
-            return True
-        try:
-            results = consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            # Left uncommitted, the windows stay with the caller and are committed on a
-            # later try; if the process dies first, their records are processed again
-            # with the same command ids. Never reported as committed.
-            log.warning("offset commit failed; will retry", extra={"error": str(exc.args[0])})
-            self.failed.update((tp.topic, tp.partition) for tp in offsets)
-            return False
-        ok = True
-        for tp in results or offsets:
-            source = (tp.topic, tp.partition)
-            if tp.error is not None:
-                ok = False
-                self.failed.add(source)
-                log.warning(
-                    "offset commit failed for a partition; will retry",
-                    extra={"topic": tp.topic, "partition": tp.partition, "error": str(tp.error)},
-                )
-            elif source in latest:
-                self.failed.discard(source)
-                self.committed[source] = tp.offset
-                self.committed_event_ms[source] = latest[source][1]
-        return ok
 
 
 class Checkpoint:

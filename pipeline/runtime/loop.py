@@ -1,8 +1,9 @@
 """The run loop: poll, process, seal, commit, resume, and nothing else.
 
-Owns the loop thread's turn and the lifecycle: subscribing, the rebalance callbacks,
-and the drain on `stop()`; it asks `Backpressure` (riding out a broker outage too) when
-to pause, `Replay` where to close, `Checkpoint` how to seal and commit. What it is given
+Owns the loop thread's turn and the lifecycle: subscribing, the rebalance callbacks
+(`Rebalancing`, in rebalance.py), and the drain on `stop()`; it asks `Backpressure`
+(riding out a broker outage too) when to pause, `Replay` where to close, `Checkpoint`
+how to seal and commit. What it is given
 (consumer, outputs, Journey worker and client, changelog store, clock) are the
 `Protocol`s of ports.py, built by wiring.py or by `pipeline.testing`. Invariants: only
 this thread touches the consumer; the seal and commit order lives in `Checkpoint`;
@@ -17,11 +18,9 @@ exits only after OFSYS_BROKER_OUTAGE_S.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from confluent_kafka import TopicPartition
 
@@ -37,6 +36,7 @@ from .changelog import retention, trigger_settings
 from .checkpoint import COMMIT_FLUSH_S, Checkpoint, Deadline
 from .ports import LagView, Parts, Service
 from .process import Processor
+from .rebalance import Rebalancing
 from .replay import Replay
 
 log = logs.get("app")
@@ -44,7 +44,7 @@ FULL_GC_EVERY_SEALS = 120  # a full collection about every two minutes at the de
 CLOSE_RESERVE_S = 3.0  # of the shutdown deadline, kept for closing (at most a quarter)
 
 
-class Pipeline:
+class Pipeline(Rebalancing):
     def __init__(
         self, settings: Settings, metrics: Metrics, health: Health, parts: Parts | None = None
     ) -> None:
@@ -264,100 +264,6 @@ class Pipeline:
     def _polled(self) -> None:
         self.health.last_poll = self._clock.monotonic()
         self.metrics.last_poll.set(self._clock.time())
-
-    # -- rebalances ----------------------------------------------------------------------
-
-    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        consumer.assign(partitions)
-        # librdkafka keeps a partition's pause across a lost assignment: say it anew
-        if self._backpressure.paused:
-            consumer.pause(partitions)
-        else:
-            consumer.resume(partitions)
-        self.checkpoint.assigned(partitions)
-        numbers = sorted({tp.partition for tp in partitions} - set(self.states))
-        if self.parts.store is None:
-            self.states.update(
-                {p: PartitionState(self._retention, self._triggers) for p in numbers}
-            )
-        elif numbers:
-            self._restore(numbers)
-            for partition in numbers:
-                self.replay.resume_marks(partition, self.states[partition].marks)
-        self._assignment_changed("assigned", partitions)
-
-    def _restore(self, partitions: list[int]) -> None:
-        """Rebuild the assigned partitions' state from the changelog before any of their
-        records is processed (this runs inside the assignment callback)."""
-        store = self.parts.store
-        assert store is not None
-        self.health.restoring += 1
-        started = self._clock.monotonic()
-        try:
-            states, records = store.restore(partitions)
-        finally:
-            self.health.restoring -= 1
-        self.states.update(states)
-        elapsed = self._clock.monotonic() - started
-        self.metrics.restore_seconds.observe(elapsed)
-        self.metrics.restored_records.inc(records)
-        log.info(
-            "state restored",
-            extra={
-                "topic": store.topic,
-                "partitions": partitions,
-                "records": records,
-                "carts": sum(len(states[p].carts) for p in partitions),
-                "seconds": round(elapsed, 3),
-            },
-        )
-
-    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        """Deliver and commit what the revoked partitions processed before letting go,
-        under a deadline as long as the shutdown's (after a drain, closing the consumer
-        revokes with nothing left to do)."""
-        if not self._drained:
-            deadline = Deadline(self._clock, self.settings.shutdown_timeout_s)
-            if self._stop_at is not None:  # stopping: the shutdown's deadline comes first
-                deadline.at = min(deadline.at, self._drain_deadline().at)
-            self.seal()
-            if not self.checkpoint.settle(deadline):
-                log.warning(
-                    "Journey or the broker did not finish in time; revoked partitions' "
-                    "last records stay uncommitted and their new owner processes them again"
-                )
-        self._release(partitions)
-        self._assignment_changed("revoked", partitions)
-
-    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self._release(partitions)
-        self._assignment_changed("lost", partitions)
-
-    def _release(self, partitions: list[TopicPartition]) -> None:
-        self.checkpoint.release(partitions)
-        for tp in partitions:
-            self.states.pop(tp.partition, None)
-            self.replay.forget(tp)
-            label = str(tp.partition)
-            for gauge in (self.metrics.carts, self.metrics.event_ids):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(label)
-
-    def _assignment_changed(self, kind: str, partitions: list[TopicPartition]) -> None:
-        self.metrics.rebalances.labels(kind).inc()
-        assigned = len(self.states)
-        self.metrics.assigned.set(assigned)
-        self.health.assigned = assigned
-        log.info(
-            f"partitions {kind}",
-            extra={
-                "topic": self.topic,
-                "partitions": sorted(tp.partition for tp in partitions),
-                "assigned": sorted(self.states),
-            },
-        )
-        if assigned == 0:
-            log.info("no partitions assigned: idle, ready to take over on the next rebalance")
 
 
 def _bounded(step: Callable[[], None], seconds: float, what: str) -> None:

@@ -6,6 +6,7 @@ Invariants: a cart holds at most `MAX_CART_LINES` lines (give or take one added 
 idle cart), so its record stays far below RECORD_BUDGET; `version` counts the net
 changes sent and survives a transaction, so ids `<cart id>@<version>.<digest>/<n>` never
 repeat; a cart is forgotten, with a tombstone, `retention_ms` after its last activity.
+The `Cart` object and its record form live in `cart` (re-exported here).
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from ..errors import InvalidEventError
 from ..journey.commands import Command
-from ..source.changes import Line
+from .cart import Cart, _sent, cart_ms
 from .compose import command, digest, money, put
 from .records import Record, key
 
@@ -26,130 +25,7 @@ MAX_CART_LINES = 500  # a cart's record stays far below RECORD_BUDGET
 COMPACT_EVERY = 30  # windows between compaction passes (about 30 s at the default window)
 COMPACT_RECENT_MAX = 50_000  # or sooner, when this many carts were used since the last pass
 
-Sent = tuple[int, float | None, str | None]  # a line as Journey holds it: quantity, price, name
-
-
-def _sent(line: Line) -> Sent:
-    return (line.quantity, line.price, line.name)
-
-
-class Cart:
-    """A cart's true state (`lines`, `total`, `step`) and what Journey last received."""
-
-    __slots__ = (
-        "abandoned_at",
-        "created",
-        "lines",
-        "sent_lines",
-        "sent_step",
-        "sent_total",
-        "step",
-        "total",
-        "ts",
-        "version",
-    )
-
-    def __init__(self) -> None:
-        self.lines: dict[str, Line] = {}
-        self.total = 0.0
-        self.step: int | None = None
-        self.ts = 0
-        self.version = 0
-        self.created = False
-        self.sent_lines: dict[str, Sent] = {}  # what Journey holds of each line
-        self.sent_total: float | None = None
-        self.sent_step: int | None = None
-        self.abandoned_at = 0  # the activity time an AbandonedCart trigger fired for
-
-    def dump(self) -> bytes:
-        """The cart as 8 bytes of big-endian event time, then JSON: the changelog value,
-        and the form an idle cart is kept in (a third of the memory of the objects)."""
-        lines = [[pid, line.name, line.price, line.quantity] for pid, line in self.lines.items()]
-        sent: Any = 0  # Journey holds the cart as it is: the usual case, said in a byte
-        if not self._in_sync():
-            sent = [self.sent_total, self.sent_step, list(self.sent_lines.items())]
-        return self.ts.to_bytes(8, "big") + orjson.dumps(
-            [self.version, self.created, self.total, self.step, lines, sent, self.abandoned_at]
-        )
-
-    def _in_sync(self) -> bool:
-        sent = self.sent_lines
-        return (
-            self.sent_total == money(self.total)
-            and self.sent_step == self.step
-            and len(sent) == len(self.lines)
-            and all(sent.get(pid) == _sent(line) for pid, line in self.lines.items())
-        )
-
-    @classmethod
-    def load(cls, data: bytes) -> Cart:
-        version, created, total, step, lines, sent, abandoned_at = orjson.loads(data[8:])
-        cart = cls()
-        cart.abandoned_at = abandoned_at
-        cart.ts = int.from_bytes(data[:8], "big")
-        cart.version, cart.created, cart.total, cart.step = version, created, total, step
-        cart.lines = {pid: Line(name, price, quantity) for pid, name, price, quantity in lines}
-        if sent == 0:
-            cart.sent_total, cart.sent_step = money(total), step
-            cart.sent_lines = {pid: _sent(line) for pid, line in cart.lines.items()}
-        else:
-            cart.sent_total, cart.sent_step = sent[0], sent[1]
-            # records from before prices were tracked hold a bare quantity: unknown
-            # price and name, so the line is sent again on its next change
-            cart.sent_lines = {
-                pid: (held, None, None) if type(held) is int else tuple(held)
-                for pid, held in sent[2]
-            }
-        return cart
-
-    def close(self) -> None:
-        """A transaction closed the cart: forget its content, keep its version so the
-        next cart under the same id gets new command ids."""
-        self.lines = {}
-        self.total = 0.0
-        self.step = None
-        self.created = False
-        self.sent_lines = {}
-        self.sent_total = None
-        self.sent_step = None
-
-    def replace(self, total: float | None, step: int | None, lines: dict[str, Line]) -> None:
-        self.lines = {pid: line for pid, line in lines.items() if line.quantity > 0}
-        self.total = (
-            total
-            if total is not None
-            else sum((line.price or 0.0) * line.quantity for line in self.lines.values())
-        )
-        self.step = step
-
-    def add(self, product_id: str, quantity: int, name: str | None, price: float | None) -> None:
-        if quantity <= 0:
-            return
-        line = self.lines.get(product_id)
-        if line is None:
-            line = self.lines[product_id] = Line(name, price, 0)
-        else:
-            line.name = name if name is not None else line.name
-            line.price = price if price is not None else line.price
-        line.quantity += quantity
-        if line.price is not None:
-            self.total += line.price * quantity
-
-    def remove(self, product_id: str, quantity: int | None) -> None:
-        line = self.lines.get(product_id)
-        if line is None:
-            return
-        taken = line.quantity if quantity is None else min(max(quantity, 0), line.quantity)
-        line.quantity -= taken
-        if line.quantity == 0:
-            del self.lines[product_id]
-        if line.price is not None:
-            self.total -= line.price * taken
-
-
-def cart_ms(cart: Cart | bytes) -> int:
-    """A cart's last activity time, kept or compact."""
-    return int.from_bytes(cart[:8], "big") if type(cart) is bytes else cart.ts  # type: ignore[union-attr]
+__all__ = ["COMPACT_EVERY", "MAX_CART_LINES", "PREFIX", "Cart", "Carts", "cart_ms", "net_change"]
 
 
 def net_change(cart_id: str, cart: Cart, email: str | None, out: list[Command]) -> None:

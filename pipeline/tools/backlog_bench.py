@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from typing import Any
@@ -36,54 +35,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from .. import logs
 from ..runtime import topics
 from ..source.schemas import load_family
-from .bench import SteadyRate, _start_emulator, consume_decode_ceiling
+from .bench_parts import SAMPLE_S, RssWatch, SteadyRate, _start_emulator, consume_decode_ceiling
+from .bench_state import SEED, state_only_mib
 from .broker import EmbeddedBroker, free_port
 from .demo import DEMO_KEY
-from .traffic import Encoder, ShopTraffic, encoded, produce_all
+from .producing import produce_all
+from .traffic import Encoder, ShopTraffic, encoded
 
 MIB = 1024 * 1024
-SAMPLE_S = 0.2  # VmRSS sampling period
 COMMITTED_POLL_S = 0.25
-SEED = 7
-
-
-class RssWatch:
-    """VmRSS of one process from /proc every `SAMPLE_S` on a thread: peak, when, count."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.started = time.monotonic()
-        self.peak_kib = 0
-        self.peak_at_s = 0.0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-watch", daemon=True)
-        self._thread.start()
-
-    def status_kib(self) -> dict[str, int]:
-        """VmRSS and VmHWM (the kernel's own peak) in KiB; empty once the process is gone."""
-        try:
-            with open(f"/proc/{self.pid}/status") as status:
-                lines = [line.split(":", 1) for line in status if line.startswith("Vm")]
-        except OSError:
-            return {}
-        return {k: int(v.split()[0]) for k, v in lines if k in ("VmRSS", "VmHWM")}
-
-    def sample(self) -> int:
-        rss = self.status_kib().get("VmRSS", 0)
-        if rss:
-            self.samples += 1
-            if rss > self.peak_kib:
-                self.peak_kib, self.peak_at_s = rss, time.monotonic() - self.started
-        return rss
-
-    def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_S):
-            self.sample()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def produce_backlog(
@@ -237,88 +197,6 @@ def _tail(log: Any) -> str:
     log.flush()
     with open(log.name, "rb") as read:
         return read.read()[-2000:].decode(errors="replace")
-
-
-def state_only_mib(events: int, visitors: int, partitions: int) -> dict[str, Any]:
-    """RSS growth of a bare process (no Kafka, no delivery) folding the same backlog into
-    the pipeline's per-partition state: what the state alone costs."""
-    code = (
-        "import sys; from pipeline.tools.backlog_bench import _state_child; "
-        "_state_child(*sys.argv[1:])"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(events), str(visitors), str(partitions)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    ).stdout
-    figures: dict[str, Any] = orjson.loads(out)
-    return figures
-
-
-def _state_child(events_arg: str, visitors_arg: str, partitions_arg: str) -> None:
-    """Fold the backlog's events (as generated, not decoded) into one `PartitionState`
-    per partition, keyed as the producer did, closing a window every 10,000 events (about
-    one second of catch-up) as the pipeline's seal does; print the RSS it added."""
-    import gc
-
-    from .. import config
-    from ..errors import InvalidEventError
-    from ..runtime.changelog import retention, trigger_settings
-    from ..source.identity import Identity
-    from ..source.normalise import normalise
-    from ..source.partitioner import PARTITIONERS
-    from ..state.partition import PartitionState
-
-    events, visitors, partitions = int(events_arg), int(visitors_arg), int(partitions_arg)
-    settings = config.load(
-        {
-            "OFSYS_TOPIC": "t",
-            "OFSYS_JOURNEY_URL": "http://127.0.0.1:1/",
-            "OFSYS_ACCOUNT_KEY": DEMO_KEY,
-        }
-    )
-    partition_of = PARTITIONERS["murmur2"]
-    traffic = iter(
-        ShopTraffic(seed=SEED, visitors=visitors, duplicate_rate=0.01, invalid_rate=0.001)
-    )
-    identity = Identity()
-    states = [
-        PartitionState(retention(settings), trigger_settings(settings)) for _ in range(partitions)
-    ]
-
-    def rss_kib() -> int:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
-
-    gc.collect()
-    baseline = rss_kib()
-    for n in range(1, events + 1):
-        key, event, _ = next(traffic)
-        if event is not None:
-            state = states[partition_of(key.encode(), partitions)]
-            try:
-                change = normalise(event, identity, {})
-                if change is not None:
-                    state.apply(change)
-            except InvalidEventError:
-                pass
-        if n % 10_000 == 0 or n == events:
-            for state in states:
-                state.fire_due(state.stream_ms)
-                state.flush()
-                state.changes()
-    gc.collect()
-    sys.stdout.write(
-        orjson.dumps(
-            {
-                "state_mib": round((rss_kib() - baseline) / 1024, 1),
-                "carts": sum(len(s.carts) for s in states),
-                "event_ids": sum(len(s.seen) for s in states),
-            }
-        ).decode()
-    )
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

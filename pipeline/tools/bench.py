@@ -12,10 +12,7 @@ record is delivered to Journey and committed.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -23,97 +20,20 @@ import urllib.request
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from .. import config, logs
-from ..errors import DecodeError
 from ..runtime import topics
-from ..runtime.changelog import Changelog
-from ..runtime.outputs import Outputs
 from ..runtime.wiring import build_pipeline
-from ..source.changes import LineChange
-from ..source.decode import SingleObjectDecoder
-from ..source.identity import Identity
-from ..source.normalise import normalise
 from ..source.schemas import load_family
-from ..state.partition import PartitionState, Retention
-from .broker import EmbeddedBroker, free_port, wait_listening
+from .bench_parts import TOPIC, SteadyRate, _start_emulator, consume_decode_ceiling
+from .bench_state import restore_rate, simulated_week, state_rss_mb
+from .broker import EmbeddedBroker, free_port
 from .demo import DEMO_KEY
 from .plot import Timeline, write_png
-from .traffic import Encoder, ShopTraffic, encoded, produce
-
-TOPIC = "bench-events"
-
-
-def _start_emulator(port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "journey-emulator",
-            "--port",
-            str(port),
-            "--account-key",
-            DEMO_KEY,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_listening(process, port, "the Journey emulator")
-    return process
-
-
-class SteadyRate:
-    """Events/s between 10% and 90% of the run: start-up (group join, first fetch) and
-    the last flush window's wait are the same for any code, so they are left out."""
-
-    def __init__(self, total: int) -> None:
-        self._low, self._high = total * 0.1, total * 0.9
-        self._t_low: float | None = None
-        self.rate: float | None = None
-
-    def update(self, done: float) -> bool:
-        now = time.perf_counter()
-        if self._t_low is None and done >= self._low:
-            self._t_low = now
-        if self._t_low is not None and done >= self._high:
-            self.rate = (self._high - self._low) / max(now - self._t_low, 1e-9)
-            return True
-        return False
-
-
-def consume_decode_ceiling(
-    bootstrap: str,
-    partitions: int,
-    events: int,
-    batch: int,
-    *,
-    topic: str = TOPIC,
-    timeout_s: float = 600.0,
-) -> float:
-    """Events/s of consume + decode alone: the pipeline's upper bound on this data."""
-    decode = SingleObjectDecoder(load_family("site_event"))
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "bench-ceiling", "enable.auto.commit": False}
-    )
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    seen = 0
-    rate = SteadyRate(events)
-    deadline = time.monotonic() + timeout_s
-    while not rate.update(seen):
-        if time.monotonic() > deadline:
-            consumer.close()
-            raise RuntimeError(f"the ceiling read {seen}/{events} records in {timeout_s:.0f} s")
-        for msg in consumer.consume(batch, 1.0):
-            if msg.error() is None:
-                with contextlib.suppress(DecodeError):  # bad records count as read
-                    decode(msg.value())  # type: ignore[arg-type]
-                seen += 1
-    consumer.close()
-    assert rate.rate is not None
-    return rate.rate
+from .producing import produce
+from .traffic import Encoder, ShopTraffic, encoded
 
 
 def end_to_end(
@@ -186,140 +106,6 @@ def _reset_journey(journey_url: str) -> None:
     request = urllib.request.Request(journey_url.replace("/v1/journey", "/ledger"), method="DELETE")
     with urllib.request.urlopen(request, timeout=10):
         pass
-
-
-def _synthetic_carts(state: PartitionState, carts: int, start: int = 0) -> None:
-    """`carts` distinct carts of two lines each, one Added Product event per line."""
-    for i in range(start, start + carts):
-        cart_id = f"c-{i}"
-        for n, (pid, quantity) in enumerate(((i % 200, 1), ((i + 7) % 200, 2))):
-            state.apply(
-                LineChange(
-                    f"{cart_id}-e{n}",
-                    1_764_000_000_000 + i,
-                    cart_id,
-                    f"visitor{i}@example.com",
-                    f"sku-{pid}",
-                    True,
-                    quantity,
-                    f"Product {pid}",
-                    99.0 + pid,
-                )
-            )
-        if i % 10_000 == 0:
-            state.flush()
-            state.changes()
-    state.flush()
-
-
-def restore_rate(bootstrap: str, carts: int) -> float:
-    """Carts/s restored from a changelog partition holding `carts` carts."""
-    settings = config.load(
-        {
-            "OFSYS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "OFSYS_TOPIC": "bench-restore",
-            "OFSYS_GROUP_ID": "bench-restore",
-            "OFSYS_JOURNEY_URL": "http://127.0.0.1:1/",
-            "OFSYS_ACCOUNT_KEY": DEMO_KEY,
-        }
-    )
-    outputs = Outputs(settings)
-    changelog = Changelog(settings, outputs)
-    changelog.ensure(AdminClient({"bootstrap.servers": bootstrap}), 1)
-    state = PartitionState()
-    _synthetic_carts(state, carts)
-    changelog.write(
-        0,
-        [
-            (b"c" + cid.encode(), cart if isinstance(cart, bytes) else cart.dump())
-            for cid, cart in state.carts.items()
-        ],
-    )
-    outputs.flush(60)
-    started = time.perf_counter()
-    states, _ = changelog.restore([0])
-    elapsed = time.perf_counter() - started
-    assert len(states[0].carts) == carts
-    return carts / elapsed
-
-
-def state_rss_mb(carts: int) -> dict[str, float]:
-    """RSS of a fresh process before and after holding `carts` distinct carts (with the
-    event ids of their events, as within the 24 h replay window)."""
-    code = "import sys; from pipeline.tools.bench import _rss_child; _rss_child(int(sys.argv[1]))"
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(carts)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    ).stdout
-    figures: dict[str, float] = orjson.loads(out)
-    return figures
-
-
-def _rss_child(carts: int) -> None:
-    def rss() -> float:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-    baseline = rss()
-    state = PartitionState()
-    _synthetic_carts(state, carts)
-    state.changes()
-    state.compact()  # the first pass forgets which carts were recent,
-    state.compact()  # the second keeps every (now idle) cart compact
-    gc.collect()
-    held = rss()
-    sys.stdout.write(
-        orjson.dumps(
-            {
-                "rss_mb": round(held),
-                "state_mb": round(held - baseline),
-                "carts": len(state.carts),
-                "event_ids": len(state.seen),
-            }
-        ).decode()
-    )
-
-
-def simulated_week(events_per_day: int = 100_000) -> list[dict[str, int]]:
-    """State size at the end of each day of a week of shop traffic compressed into
-    seconds (event time runs a week; expiry runs on event time). Carts are kept 2 days
-    here instead of 30 so that a week shows the plateau; event ids keep their 24 h."""
-    day = 86_400_000
-    start = 1_764_000_000_000
-    clock_ms = [start]
-    step = day // events_per_day
-
-    def clock() -> int:
-        clock_ms[0] += step
-        return clock_ms[0]
-
-    state = PartitionState(Retention(carts_ms=2 * day, event_ids_ms=day, orders_ms=3 * day))
-    identity = Identity()
-    traffic = iter(ShopTraffic(seed=9, visitors=2000, clock=clock))
-    sizes = []
-    for number in range(1, 8):
-        for n in range(events_per_day):
-            _, event, _ = next(traffic)
-            if event is not None:
-                change = normalise(event, identity, {})
-                if change is not None:
-                    state.apply(change)
-            if n % 5000 == 0:
-                state.flush()
-                state.changes()
-        gc.collect()
-        sizes.append(
-            {
-                "day": number,
-                "carts": len(state.carts),
-                "event_ids": len(state.seen),
-                "orders": len(state.orders),
-            }
-        )
-    return sizes
 
 
 def run_bench(*, events: int, partitions: int, plot: str | None = None) -> int:

@@ -24,7 +24,8 @@ from ..runtime.wiring import build_pipeline
 from ..source.schemas import load_family
 from .broker import EmbeddedBroker
 from .emulator import JourneyEmulator
-from .traffic import Encoder, ShopTraffic, encoded, produce
+from .producing import produce
+from .traffic import Encoder, ShopTraffic, encoded
 
 DEMO_KEY = "DemoKey0123456789abcdefABCDEF012"
 TOPIC = "site-events"

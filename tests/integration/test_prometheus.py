@@ -29,7 +29,8 @@ import yaml
 from confluent_kafka import Producer
 
 from pipeline.tools.broker import free_port
-from pipeline.tools.traffic import Encoder, ShopTraffic, encoded, produce
+from pipeline.tools.producing import produce
+from pipeline.tools.traffic import Encoder, ShopTraffic, encoded
 from tests.prometheus_bin import binary
 
 from .conftest import Harness, wait_for

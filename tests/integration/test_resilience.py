@@ -23,7 +23,8 @@ from pipeline.source.partitioner import PARTITIONERS
 from pipeline.source.schemas import SchemaFamily
 from pipeline.tools.broker import EmbeddedBroker
 from pipeline.tools.emulator import JourneyEmulator
-from pipeline.tools.traffic import Encoder, ShopTraffic, produce_all
+from pipeline.tools.producing import produce_all
+from pipeline.tools.traffic import Encoder, ShopTraffic
 
 from .checks import assert_nothing_lost_or_doubled, journey_view
 from .conftest import Harness, PipelineProcess, pipeline_env, start_process, wait_for

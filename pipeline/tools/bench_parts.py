@@ -1,0 +1,131 @@
+"""Shared parts of the benchmarks (`bench` and `bench --backlog`): the Journey emulator
+in its own process, the 10-90 % steady rate, the consume + decode ceiling, and VmRSS
+sampling of a process from /proc."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+
+from ..errors import DecodeError
+from ..source.decode import SingleObjectDecoder
+from ..source.schemas import load_family
+from .broker import wait_listening
+from .demo import DEMO_KEY
+
+TOPIC = "bench-events"
+SAMPLE_S = 0.2  # VmRSS sampling period
+
+
+def _start_emulator(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "journey-emulator",
+            "--port",
+            str(port),
+            "--account-key",
+            DEMO_KEY,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_listening(process, port, "the Journey emulator")
+    return process
+
+
+class SteadyRate:
+    """Events/s between 10% and 90% of the run: start-up (group join, first fetch) and
+    the last flush window's wait are the same for any code, so they are left out."""
+
+    def __init__(self, total: int) -> None:
+        self._low, self._high = total * 0.1, total * 0.9
+        self._t_low: float | None = None
+        self.rate: float | None = None
+
+    def update(self, done: float) -> bool:
+        now = time.perf_counter()
+        if self._t_low is None and done >= self._low:
+            self._t_low = now
+        if self._t_low is not None and done >= self._high:
+            self.rate = (self._high - self._low) / max(now - self._t_low, 1e-9)
+            return True
+        return False
+
+
+def consume_decode_ceiling(
+    bootstrap: str,
+    partitions: int,
+    events: int,
+    batch: int,
+    *,
+    topic: str = TOPIC,
+    timeout_s: float = 600.0,
+) -> float:
+    """Events/s of consume + decode alone: the pipeline's upper bound on this data."""
+    decode = SingleObjectDecoder(load_family("site_event"))
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "bench-ceiling", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    seen = 0
+    rate = SteadyRate(events)
+    deadline = time.monotonic() + timeout_s
+    while not rate.update(seen):
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise RuntimeError(f"the ceiling read {seen}/{events} records in {timeout_s:.0f} s")
+        for msg in consumer.consume(batch, 1.0):
+            if msg.error() is None:
+                with contextlib.suppress(DecodeError):  # bad records count as read
+                    decode(msg.value())  # type: ignore[arg-type]
+                seen += 1
+    consumer.close()
+    assert rate.rate is not None
+    return rate.rate
+
+
+class RssWatch:
+    """VmRSS of one process from /proc every `SAMPLE_S` on a thread: peak, when, count."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.started = time.monotonic()
+        self.peak_kib = 0
+        self.peak_at_s = 0.0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-watch", daemon=True)
+        self._thread.start()
+
+    def status_kib(self) -> dict[str, int]:
+        """VmRSS and VmHWM (the kernel's own peak) in KiB; empty once the process is gone."""
+        try:
+            with open(f"/proc/{self.pid}/status") as status:
+                lines = [line.split(":", 1) for line in status if line.startswith("Vm")]
+        except OSError:
+            return {}
+        return {k: int(v.split()[0]) for k, v in lines if k in ("VmRSS", "VmHWM")}
+
+    def sample(self) -> int:
+        rss = self.status_kib().get("VmRSS", 0)
+        if rss:
+            self.samples += 1
+            if rss > self.peak_kib:
+                self.peak_kib, self.peak_at_s = rss, time.monotonic() - self.started
+        return rss
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
