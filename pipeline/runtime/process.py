@@ -90,7 +90,7 @@ class Processor:
                 event = decode(value)
                 state = states[partition]
                 ts = event["timestamp"]
-                if not (max(MIN_EVENT_MS, state.stream_ms - keep_ids_ms) <= ts <= latest_ms):
+                if ts > latest_ms or ts < MIN_EVENT_MS or ts < state.stream_ms - keep_ids_ms:
                     raise _bad_time(ts, state.stream_ms - keep_ids_ms, latest_ms)
                 event_ms[source] = ts
                 change = normalise(event, identity, missing, limits)
