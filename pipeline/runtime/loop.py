@@ -45,13 +45,7 @@ CLOSE_RESERVE_S = 3.0  # of the shutdown deadline, kept for closing (at most a q
 
 
 class Pipeline(Rebalancing):
-    def __init__(
-        self, settings: Settings, metrics: Metrics, health: Health, parts: Parts | None = None
-    ) -> None:
-        if parts is None:  # the real clients, for callers that predate wiring.py
-            from .wiring import build_parts
-
-            parts = build_parts(settings, metrics)
+    def __init__(self, settings: Settings, metrics: Metrics, health: Health, parts: Parts) -> None:
         self.settings = settings
         self.metrics = metrics
         self.health = health

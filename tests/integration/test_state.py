@@ -8,11 +8,9 @@ import time
 import zlib
 
 from pipeline import config
-from pipeline.metrics import Metrics
 from pipeline.runtime.changelog import Changelog
-from pipeline.runtime.loop import Pipeline
 from pipeline.runtime.outputs import Outputs
-from pipeline.server import Health
+from pipeline.runtime.wiring import build_pipeline
 
 from .checks import shop_records
 from .conftest import Harness, PipelineProcess, wait_for
@@ -39,7 +37,7 @@ def test_restore_takes_the_state_back_exactly(harness: Harness) -> None:
     records = shop_records(harness.family, 3000, seed=21)
     harness.produce(records)
     settings = config.load({**harness.env(), "OFSYS_METRICS_PORT": "0"})  # in this process
-    pipeline = Pipeline(settings, Metrics(), Health(poll_stale_s=30))
+    pipeline, _, _ = build_pipeline(settings)
     runner = threading.Thread(target=pipeline.run, daemon=True)
     runner.start()
     wait_for(lambda: sum(pipeline.committed().values()) == len(records), 60, "all committed")
