@@ -11,6 +11,8 @@
     ├── BrokerOutageError          Kafka unreachable past OFSYS_BROKER_OUTAGE_S: exit 1
     ├── ShutdownTimeoutError       the drain deadline passed before Journey accepted all;
     │                              the windows stay uncommitted and are processed again
+    ├── RestoreInterruptedError    stop() came while an assignment's state was restored:
+    │                              none of its records was processed; the loop drains
     └── DeliveryError              Journey did not accept a batch (`status`, if it answered)
         ├── TransientDeliveryError   408/425/429/5xx/other statuses/timeout/connection:
         │                            retryable = True; retry the same batch, never drop
@@ -110,6 +112,12 @@ class BrokerOutageError(PipelineError):
 
 class ShutdownTimeoutError(PipelineError):
     """Shutdown gave up on delivering; those records stay uncommitted, nothing is lost."""
+
+
+class RestoreInterruptedError(PipelineError):
+    """`stop()` came during a restore (inside the assignment callback): the restore is
+    abandoned so that shutdown keeps its deadline; none of those partitions' records was
+    processed, so nothing of them is left to commit."""
 
 
 class DeliveryError(PipelineError):

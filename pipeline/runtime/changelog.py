@@ -11,13 +11,14 @@ replays and make nothing): never a lost or a doubled command.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from .. import logs
 from ..config import Settings
-from ..errors import PipelineError
+from ..errors import PipelineError, RestoreInterruptedError
 from ..state.partition import PartitionState, Retention
 from ..state.triggers import TriggerSettings
 from . import topics
@@ -65,8 +66,11 @@ class Changelog:
         for key, value in records:
             produce(self.topic, key, value, partition=partition)
 
-    def restore(self, partitions: list[int]) -> tuple[dict[int, PartitionState], int]:
-        """Each partition's state, rebuilt from its changelog partition up to its end."""
+    def restore(
+        self, partitions: list[int], stopping: Callable[[], bool]
+    ) -> tuple[dict[int, PartitionState], int]:
+        """Each partition's state, rebuilt from its changelog partition up to its end;
+        abandoned (RestoreInterruptedError) as soon as `stopping()` says so."""
         if self._admin is not None:
             self.ensure(self._admin, topics.partitions(self._admin, self._settings.topic) or 1)
         states = {
@@ -95,6 +99,8 @@ class Changelog:
             remaining = set(partitions)
             deadline = time.monotonic() + 600
             while remaining:
+                if stopping():
+                    raise RestoreInterruptedError(f"restoring {self.topic}: stopping")
                 if time.monotonic() > deadline:
                     raise PipelineError(f"restoring {self.topic} took more than 600 s")
                 for msg in consumer.consume(10_000, 0.1):

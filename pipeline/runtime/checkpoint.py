@@ -143,7 +143,7 @@ class Checkpoint:
 
     # -- committing ----------------------------------------------------------------------
 
-    def commit(self, flush_s: float = COMMIT_FLUSH_S) -> bool:
+    def commit(self, flush_s: float = COMMIT_FLUSH_S, commit_s: float | None = None) -> bool:
         """Commit the windows the worker finished. In this order, so a commit never covers
         a command Journey has not accepted or a dead letter the broker has not taken:
 
@@ -154,8 +154,9 @@ class Checkpoint:
         3. flush the producer (dead letters, changelog, triggers); while the broker has
            not taken everything within `flush_s`, wait (on later turns) and commit
            nothing;
-        4. commit, synchronously, the newest offsets the windows cover; a partition the
-           broker did not commit stays pending and is tried again;
+        4. commit, synchronously (within `commit_s` when given), the newest offsets the
+           windows cover; a partition the broker did not commit stays pending and is
+           tried again;
         5. drop the seal marks the commit passed.
 
         A crash before step 3 completes restores the state from before the window and
@@ -176,7 +177,7 @@ class Checkpoint:
             return True
         if self._outputs.flush(flush_s):
             return False
-        if not self.offsets.commit(self._consumer, self.to_commit):
+        if not self.offsets.commit(self._consumer, self.to_commit, commit_s):
             return False
         self._on_commit()
         self.to_commit.clear()
@@ -212,7 +213,10 @@ class Checkpoint:
         while self.awaiting and not deadline.passed():
             self.submit(deadline.budget(COMMIT_FLUSH_S))
         self._worker.wait_idle(deadline.remaining())
-        while not self.commit(deadline.budget(COMMIT_FLUSH_S)) and not deadline.passed():
+        while (
+            not self.commit(deadline.budget(COMMIT_FLUSH_S), deadline.remaining())
+            and not deadline.passed()
+        ):
             self._clock.sleep(deadline.budget(COMMIT_RETRY_S))
         return not (self.awaiting or self.to_commit or self._worker.outstanding)
 

@@ -18,14 +18,15 @@ exits only after OFSYS_BROKER_OUTAGE_S.
 
 from __future__ import annotations
 
+import contextlib
 import gc
-import threading
 from collections.abc import Callable
 
 from confluent_kafka import TopicPartition
 
 from .. import logs
 from ..config import Settings
+from ..errors import RestoreInterruptedError
 from ..metrics import Metrics
 from ..server import Health
 from ..source.decode import make_decoder
@@ -34,6 +35,7 @@ from ..state.partition import PartitionState
 from .backpressure import Backpressure
 from .changelog import retention, trigger_settings
 from .checkpoint import COMMIT_FLUSH_S, Checkpoint, Deadline
+from .offsets import LateError, bounded
 from .ports import LagView, Parts, Service
 from .process import Processor
 from .rebalance import Rebalancing
@@ -127,8 +129,10 @@ class Pipeline(Rebalancing):
         """Start, turn until `stop()`, drain, and close: the whole life of the loop."""
         self.start()
         try:
-            while not self._stopping:
-                self.turn()
+            # a stop() during a restore abandons it: none of its records was processed
+            with contextlib.suppress(RestoreInterruptedError):
+                while not self._stopping:
+                    self.turn()
             self.drain()
         finally:
             self.close()
@@ -261,10 +265,6 @@ class Pipeline(Rebalancing):
 
 
 def _bounded(step: Callable[[], None], seconds: float, what: str) -> None:
-    """Run a blocking step that takes no timeout of its own for at most `seconds` (on a
-    daemon thread, abandoned past that)."""
-    thread = threading.Thread(target=step, name=f"ofsys-{what.replace(' ', '-')}", daemon=True)
-    thread.start()
-    thread.join(max(seconds, 0.0))
-    if thread.is_alive():
-        log.warning("shutdown deadline passed; not waiting any longer", extra={"step": what})
+    """A closing step within what is left of the deadline (abandoned past it)."""
+    with contextlib.suppress(LateError):
+        bounded(step, seconds, what)

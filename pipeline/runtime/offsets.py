@@ -13,7 +13,9 @@ commit is never recorded as committed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from confluent_kafka import KafkaException, TopicPartition
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from .ports import Clock, Consumer
 
 log = logs.get("commit")
+T = TypeVar("T")
 
 Records = list[tuple[bytes, bytes | None]]
 Source = tuple[str, int]  # (topic, partition): the input topic, or its repartition topic
@@ -48,6 +51,34 @@ class Deadline:
 
     def __repr__(self) -> str:
         return f"Deadline(remaining={self.remaining():.3f})"
+
+
+class LateError(Exception):
+    """A blocking step did not return within its budget (see `bounded`)."""
+
+
+def bounded(step: Callable[[], T], seconds: float, what: str) -> T:
+    """`step()`, a blocking call that takes no timeout of its own (librdkafka's
+    synchronous commit, `close`), given at most `seconds`: it runs on a daemon thread
+    that is abandoned past that (LateError). The step's own exception is raised here."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            result.append(step())
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=call, name=f"ofsys-{what.replace(' ', '-')}", daemon=True)
+    thread.start()
+    thread.join(max(seconds, 0.0))
+    if failure:
+        raise failure[0]
+    if not result:
+        log.warning("deadline passed; not waiting any longer", extra={"step": what})
+        raise LateError(what)
+    return result[0]
 
 
 class Window:
@@ -106,10 +137,14 @@ class Offsets:
         commit (or to write to the changelog) any more."""
         return [window for window in windows if window.generation == self.generation]
 
-    def commit(self, consumer: Consumer, windows: list[Window]) -> bool:
-        """Commit, synchronously, the newest offsets the (current) windows cover. True
-        when every partition's commit succeeded (or there was nothing to commit); a
-        partition the broker did not commit is never recorded as committed."""
+    def commit(
+        self, consumer: Consumer, windows: list[Window], timeout: float | None = None
+    ) -> bool:
+        """Commit, synchronously, the newest offsets the (current) windows cover, waiting
+        at most `timeout` s for the broker when given (a drain's deadline). True when
+        every partition's commit succeeded (or there was nothing to commit); a partition
+        the broker did not commit, or did not answer for in time, is never recorded as
+        committed."""
         latest: dict[Source, tuple[int, int]] = {}
         for window in windows:
             for source, offset in window.offsets.items():
@@ -122,8 +157,15 @@ class Offsets:
         ]
         if not offsets:
             return True
+
+        def call() -> list[TopicPartition] | None:
+            return consumer.commit(offsets=offsets, asynchronous=False)
+
         try:
-            results = consumer.commit(offsets=offsets, asynchronous=False)
+            results = call() if timeout is None else bounded(call, timeout, "offset commit")
+        except LateError:
+            self.failed.update((tp.topic, tp.partition) for tp in offsets)
+            return False
         except KafkaException as exc:
             # Left uncommitted, the windows stay with the caller and are committed on a
             # later try; if the process dies first, their records are processed again

@@ -111,7 +111,10 @@ class Store(Protocol):
     topic: str
 
     def write(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None: ...
-    def restore(self, partitions: list[int]) -> tuple[dict[int, PartitionState], int]: ...
+    def restore(
+        self, partitions: list[int], stopping: Callable[[], bool]
+    ) -> tuple[dict[int, PartitionState], int]:
+        """Raises RestoreInterruptedError once `stopping()` turns true."""
 
 
 class Clock(Protocol):

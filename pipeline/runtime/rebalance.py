@@ -81,13 +81,14 @@ class Rebalancing:
 
     def _restore(self, partitions: list[int]) -> None:
         """Rebuild the assigned partitions' state from the changelog before any of their
-        records is processed (this runs inside the assignment callback)."""
+        records is processed (this runs inside the assignment callback; a `stop()`
+        meanwhile abandons it with RestoreInterruptedError, which `run` expects)."""
         store = self.parts.store
         assert store is not None
         self.health.restoring += 1
         started = self._clock.monotonic()
         try:
-            states, records = store.restore(partitions)
+            states, records = store.restore(partitions, lambda: self._stop_at is not None)
         finally:
             self.health.restoring -= 1
         self.states.update(states)

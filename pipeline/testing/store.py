@@ -3,7 +3,10 @@ durable only once flushed) and restored from what was flushed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..config import Settings
+from ..errors import RestoreInterruptedError
 from ..runtime.changelog import retention, trigger_settings
 from ..state.partition import PartitionState
 from .kafka import FakeOutputs
@@ -22,7 +25,11 @@ class FakeStore:
         for key, value in records:
             self._outputs.produce(self.topic, key, value, partition=partition)
 
-    def restore(self, partitions: list[int]) -> tuple[dict[int, PartitionState], int]:
+    def restore(
+        self, partitions: list[int], stopping: Callable[[], bool]
+    ) -> tuple[dict[int, PartitionState], int]:
+        if stopping():
+            raise RestoreInterruptedError(f"restoring {self.topic}: stopping")
         self.restores.append(list(partitions))
         settings = self._settings
         states = {

@@ -45,7 +45,9 @@ def test_restore_takes_the_state_back_exactly(harness: Harness) -> None:
     pipeline.stop()
     runner.join(30)
     assert sum(len(s["carts"]) for s in before.values()) > 100  # type: ignore[arg-type]
-    states, restored_records = Changelog(settings, Outputs(settings)).restore(sorted(before))
+    states, restored_records = Changelog(settings, Outputs(settings)).restore(
+        sorted(before), lambda: False
+    )
     assert restored_records > 0
     assert {p: state.snapshot() for p, state in states.items()} == before
 

@@ -3,6 +3,8 @@ committed while the producer has not flushed), its commit errors, and its deadli
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -139,3 +141,29 @@ def test_the_drain_gives_up_a_commit_that_keeps_failing_at_the_deadline(
     r.pipeline.close()
     assert r.fakes.clock.monotonic() - started <= 4.0
     assert r.committed() == {}
+
+
+def test_a_commit_the_broker_never_answers_is_abandoned_at_the_deadline(
+    rig: Callable[..., Rig], records: list[tuple[str, bytes]]
+) -> None:
+    r = rig(OFSYS_SHUTDOWN_TIMEOUT_S="2")
+    fill(r, records[:100])
+    answer = threading.Event()
+    consumer = r.fakes.consumer
+    real = consumer.commit
+
+    def hung_commit(**kwargs: Any) -> Any:  # librdkafka's synchronous commit, broker stalled
+        r.fakes.clock.advance(2)  # the time it hangs passes for the loop too
+        answer.wait(30)
+        return real(**kwargs)
+
+    consumer.commit = hung_commit  # type: ignore[method-assign]
+    started = time.monotonic()
+    r.pipeline.stop()
+    r.pipeline.drain()
+    offsets = r.pipeline.checkpoint.offsets
+    assert (TOPIC, 0) in offsets.failed  # said on the way out, never as committed
+    assert offsets.committed.get((TOPIC, 0), 0) == 0
+    r.pipeline.close()
+    assert time.monotonic() - started < 3.0  # real time: the join kept the deadline
+    answer.set()

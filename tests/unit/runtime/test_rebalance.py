@@ -21,9 +21,9 @@ def test_a_window_of_a_revoked_assignment_is_never_committed_by_the_next(
     committed_generations: list[int] = []
     real_commit = offsets.commit
 
-    def commit(consumer: Any, windows: list[Window]) -> bool:
+    def commit(consumer: Any, windows: list[Window], timeout: float | None = None) -> bool:
         committed_generations.extend(w.generation for w in windows)
-        return real_commit(consumer, windows)
+        return real_commit(consumer, windows, timeout)
 
     offsets.commit = commit  # type: ignore[method-assign]
     r.window()  # sealed in generation 1; Journey answers 503
@@ -85,3 +85,27 @@ def test_a_lost_assignment_commits_nothing_and_forgets_its_windows(
     assert r.fakes.consumer.commits == []
     assert r.pipeline.states == {}
     assert r.pipeline.checkpoint.marks == {}
+
+
+def test_a_stop_during_a_restore_abandons_it_and_the_loop_still_drains_and_closes(
+    rig: Callable[..., Rig], records: list[tuple[str, bytes]]
+) -> None:
+    r = rig(OFSYS_SHUTDOWN_TIMEOUT_S="2")
+    store = r.fakes.store
+    assert store is not None
+    real_restore = store.restore
+
+    def restore(partitions: list[int], stopping: Callable[[], bool]) -> Any:
+        r.pipeline.stop()  # SIGTERM arrives while the changelog is read
+        return real_restore(partitions, stopping)
+
+    store.restore = restore  # type: ignore[method-assign]
+    for key, value in records[:50]:
+        r.fakes.consumer.add(TOPIC, key, value)
+    r.fakes.consumer.assign_next([(TOPIC, 0), (r.pipeline.settings.repartition_topic, 0)])
+    r.pipeline.run()  # returns: the interrupted restore ends the loop, not the process
+    assert store.restores == []  # abandoned before it built anything
+    assert r.pipeline.states == {}
+    assert r.fakes.consumer.closed
+    assert r.committed() == {}
+    assert r.fakes.journey.requests == 0
