@@ -134,11 +134,6 @@ def dashboard() -> dict[str, Any]:
     return built
 
 
-def targets(board: dict[str, Any]) -> list[str]:
-    """Every panel query expression of a generated dashboard, in panel order."""
-    return [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
-
-
 def render() -> str:
     return json.dumps(dashboard(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
