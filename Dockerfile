@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # ofsys-pipeline image: a builder stage turns the source tree into a wheel; the final
 # stage is python:3.11-slim with that wheel and its dependencies (binary wheels from
-# PyPI, no compiler), running as a fixed non-root UID.
+# PyPI at the versions of constraints.txt, no compiler), running as a fixed non-root UID.
 #
 #   docker build -t ofsys-pipeline:0.1.0 .
 #   docker run --rm ofsys-pipeline:0.1.0 run --help
@@ -20,9 +20,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
-# Dependencies come as binary wheels only (--only-binary): nothing is compiled here.
+# Dependencies come as binary wheels only (--only-binary): nothing is compiled here. Their
+# versions are pinned by constraints.txt (python -m ops.constraints), so every build of a
+# release carries the same libraries. The registry extra is in: the chart offers
+# kafka.schemaRegistryUrl (Confluent wire format).
 RUN --mount=type=bind,from=builder,source=/dist,target=/dist \
-    python -m pip install --only-binary=:all: /dist/ofsys_pipeline-*.whl \
+    --mount=type=bind,source=constraints.txt,target=/tmp/constraints.txt \
+    python -m pip install --only-binary=:all: -c /tmp/constraints.txt \
+      "$(echo /dist/ofsys_pipeline-*.whl)[registry]" \
  && groupadd --system --gid 10001 ofsys \
  && useradd --system --uid 10001 --gid ofsys --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin ofsys

@@ -61,7 +61,8 @@ def _rows(node: dict[str, Any], values: Any, path: list[str]) -> Iterator[str]:
         shown = "" if default is _MISSING else f"`{json.dumps(default)}`"
         description = child.get("description", "")
         if "enum" in child:
-            description += " One of: " + ", ".join(f"`{v}`" for v in child["enum"] if v) + "."
+            shown_values = (v if isinstance(v, str) else json.dumps(v) for v in child["enum"])
+            description += " One of: " + ", ".join(f"`{v}`" for v in shown_values if v) + "."
         dotted = ".".join(child_path)
         yield f"| `{dotted}` | {_type(child)} | {_cell(shown)} | {_prose(description)} |"
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from ops import constraints
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPILERS = re.compile(
@@ -131,6 +133,21 @@ def test_final_stage_installs_the_wheel_from_the_builder(stages: list[Stage]) ->
     assert "--only-binary=:all:" in installs[0]  # nothing may need compiling here
 
 
+def test_final_stage_installs_pinned_versions(stages: list[Stage]) -> None:
+    """The image's dependencies come at the versions of constraints.txt, which pins
+    every distribution ofsys-pipeline[registry] needs (ops/constraints.py)."""
+    (install,) = [run for run in stages[-1].all("RUN") if "pip install" in run]
+    mount = re.search(r"--mount=type=bind,source=constraints\.txt,target=(\S+)", install)
+    assert mount, "constraints.txt is not mounted into the install step"
+    assert f"-c {mount[1]}" in install, "pip install does not use constraints.txt"
+    assert "[registry]" in install  # the chart offers kafka.schemaRegistryUrl
+    text = (ROOT / "constraints.txt").read_text()
+    pins = constraints.pinned(text)
+    assert pins.keys() >= constraints.closure().keys(), "run python -m ops.constraints"
+    for line in text.splitlines():
+        assert line.startswith("#") or re.fullmatch(r"[a-z0-9-]+==[\w.+!-]+", line), line
+
+
 def test_final_stage_installs_no_compiler(stages: list[Stage]) -> None:
     for run in stages[-1].all("RUN"):
         found = COMPILERS.findall(run)
@@ -156,7 +173,7 @@ def test_runs_the_pipeline(stages: list[Stage]) -> None:
 
 def test_dockerignore_keeps_the_context_to_the_sources() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
-    for needed in ("!pyproject.toml", "!README.md", "!pipeline/", "!schemas/"):
+    for needed in ("!pyproject.toml", "!README.md", "!constraints.txt", "!pipeline/", "!schemas/"):
         assert lines.index(needed) > lines.index("*")  # allow-list: all out, these back in
 
 

@@ -328,12 +328,12 @@ def test_dashboard_and_alerts_against_a_real_prometheus(
     for variable in board["templating"]["list"]:
         if variable["type"] != "query":
             continue
-        found = re.fullmatch(r"label_values\((.+), (\w+)\)", grafana_expr(variable["definition"]))
-        assert found, variable["definition"]
+        found = re.fullmatch(r"label_values\((.+), (\w+)\)", grafana_expr(variable["query"]))
+        assert found, variable["query"]
         match, label = found.groups()
         body = prom.get(f"/api/v1/label/{label}/values", **{"match[]": match})
         assert body["status"] == "success", body
-        assert body["data"] == [GRAFANA_VARIABLES[label]], (variable["definition"], body)
+        assert body["data"] == [GRAFANA_VARIABLES[label]], (variable["query"], body)
 
     # ... and the ones the load was shaped for saw real (non-zero) traffic.
     for expr in (

@@ -62,10 +62,49 @@ Name of the ServiceAccount the pods run as.
 {{- end }}
 
 {{/*
-The image reference: repository and tag (the chart's appVersion by default).
+The image reference: repository@digest when image.digest is set, else repository:tag
+(the chart's appVersion by default).
 */}}
 {{- define "ofsys-pipeline.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when an optional kind from a CRD is rendered; called with (list <enabled>
+<apiVersion> $). true: always; false: never; auto: when the cluster serves apiVersion.
+helm install and upgrade ask the cluster; helm template knows only the built-in API
+versions and those given with --api-versions, so auto leaves the kind out there.
+*/}}
+{{- define "ofsys-pipeline.wanted" -}}
+{{- $enabled := index . 0 }}
+{{- if eq (toString $enabled) "auto" }}
+{{- if (index . 2).Capabilities.APIVersions.Has (index . 1) }}true{{ end }}
+{{- else if $enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when the ServiceMonitor is rendered (serviceMonitor.enabled).
+*/}}
+{{- define "ofsys-pipeline.serviceMonitor" -}}
+{{- include "ofsys-pipeline.wanted" (list .Values.serviceMonitor.enabled "monitoring.coreos.com/v1" .) }}
+{{- end }}
+
+{{/*
+"true" when the PrometheusRule is rendered (prometheusRule.enabled).
+*/}}
+{{- define "ofsys-pipeline.prometheusRule" -}}
+{{- include "ofsys-pipeline.wanted" (list .Values.prometheusRule.enabled "monitoring.coreos.com/v1" .) }}
+{{- end }}
+
+{{/*
+"true" when KEDA scales the Deployment (autoscaling.keda.enabled).
+*/}}
+{{- define "ofsys-pipeline.keda" -}}
+{{- include "ofsys-pipeline.wanted" (list .Values.autoscaling.keda.enabled "keda.sh/v1alpha1" .) }}
 {{- end }}
 
 {{/*
@@ -159,7 +198,7 @@ to change. Included by the Deployment, so every render runs them.
 */}}
 {{- define "ofsys-pipeline.validate" -}}
 {{- $partitions := .Values.kafka.topicPartitions | int }}
-{{- $keda := .Values.autoscaling.keda.enabled }}
+{{- $keda := include "ofsys-pipeline.keda" . }}
 {{- $hpa := .Values.autoscaling.hpa.enabled }}
 {{- if and $keda $hpa }}
 {{- fail "autoscaling.keda.enabled and autoscaling.hpa.enabled are both true: enable at most one autoscaler (two would fight over the Deployment's replicas)" }}
