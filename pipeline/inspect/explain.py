@@ -31,8 +31,8 @@ def explain(
     shown = 0
     if fmt == "table":
         out.write(f"{'TIME (record)':<25} {'OFFSET':<10} {'EVENT':<22} {'ID':<14} OUTCOME\n")
-    for msg in partition_records(settings, partition, span, found.repartition):
-        step = fold.step(msg)
+    records = partition_records(settings, partition, span, found.repartition)
+    for step in fold.run(partition, records, span.end_ms()):
         mine = [c for c in step.commands if c["cartId"] == cart_id]
         if step.cart_id != cart_id and not mine:
             continue  # another cart's event (it still moved the partition's state and time)
@@ -45,13 +45,11 @@ def explain(
 
 def _line(step: Step, commands: list[Command]) -> str:
     msg = step.msg
-    record: dict[str, Any] = {
-        "topic": msg.topic(),
-        "partition": msg.partition(),
-        "offset": msg.offset(),
-        "time": iso(msg.timestamp()[1]),
-        "outcome": step.outcome,
-    }
+    record: dict[str, Any] = {}
+    if msg is not None:
+        record["topic"], record["partition"] = msg.topic(), msg.partition()
+        record["offset"], record["time"] = msg.offset(), iso(msg.timestamp()[1])
+    record["outcome"] = step.outcome
     if step.detail is not None:
         record["detail"] = step.detail
     record["event"] = step.event
@@ -61,12 +59,14 @@ def _line(step: Step, commands: list[Command]) -> str:
 
 def _table(step: Step, commands: list[Command]) -> str:
     msg, event = step.msg, step.event or {}
-    where = f"{msg.partition()}@{msg.offset()}"
-    if msg.topic().endswith(".repartition"):
-        where = f"r{where}"
+    when, where = "", ""
+    if msg is not None:
+        when, where = iso(msg.timestamp()[1]), f"{msg.partition()}@{msg.offset()}"
+        if msg.topic().endswith(".repartition"):
+            where = f"r{where}"
     outcome = step.outcome + (f" ({step.detail})" if step.detail else "")
     lines = [
-        f"{iso(msg.timestamp()[1]):<25} {where:<10} {event.get('name', '-')!s:<22} "
+        f"{when:<25} {where:<10} {event.get('name', '-')!s:<22} "
         f"{event.get('id', '-')!s:<14} {outcome}"
     ]
     for command in commands:

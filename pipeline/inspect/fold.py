@@ -6,6 +6,11 @@ closes a window at once, as `Checkpoint.flush_partition` closes one: due trigger
 partition's stream time, then the state's `flush()`. So each event's commands are
 exactly the ones it led to, with the service's deterministic ids.
 
+The partition's clock (when due triggers fire) is a caught-up pipeline's: the wall
+time, read as each record's Kafka timestamp (when it reached Kafka: the earliest the
+pipeline saw it), never behind stream time. Triggers that fell due before a record are
+a step of their own ("timers"), and so are those due by the end of the range.
+
 Why one window per event: the pipeline closes windows on the wall clock (every
 OFSYS_FLUSH_INTERVAL_MS), which no record keeps. Per-event commands (Track,
 ProductView, transactions; ids `<event id>/<n>`) do not depend on windows and come out
@@ -19,6 +24,7 @@ shows one per event: other ids, with other contents, never an id with another co
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,14 +38,16 @@ from ..source.normalise import Limits, Missing, normalise
 from ..source.partitioner import PARTITIONERS
 from ..source.schemas import load_family
 from ..state.partition import PartitionState
+from .timerange import iso
 
 
 @dataclass
 class Step:
     """One record and what it led to. `outcome` is the pipeline's (processed, duplicate,
-    skipped, repartitioned, dead_lettered); `cart_id` the cart it belongs to, if known."""
+    skipped, repartitioned, dead_lettered), or "timers" for triggers that fell due on
+    the clock alone (no `msg`); `cart_id` the cart it belongs to, if known."""
 
-    msg: Any
+    msg: Any | None
     outcome: str
     event: dict[str, Any] | None = None
     cart_id: str | None = None
@@ -66,7 +74,27 @@ class Fold:
         self._limits = Limits(max_quantity=settings.max_quantity)
         self._missing: Missing = {}
 
-    def step(self, msg: Any) -> Step:
+    def run(self, partition: int, records: Iterable[Any], end_ms: int) -> Iterator[Step]:
+        """Each record's step, with the clock's own steps before it and at `end_ms`."""
+        for msg in records:
+            record_ms: int = msg.timestamp()[1]
+            early = self.tick(partition, record_ms - 1)
+            if early.commands:
+                yield early
+            yield self.step(msg, record_ms)
+        last = self.tick(partition, end_ms)
+        if last.commands:
+            yield last
+
+    def tick(self, partition: int, clock_ms: int) -> Step:
+        """The triggers due by `clock_ms` with no record: an empty window's close."""
+        state = self.states[partition]
+        clock_ms = max(clock_ms, state.stream_ms)
+        state.fire_due(clock_ms)
+        return Step(None, "timers", detail=f"due by {iso(clock_ms)}", commands=state.flush())
+
+    def step(self, msg: Any, clock_ms: int = 0) -> Step:
+        """One record, then its window's close on the clock (never behind stream time)."""
         partition: int = msg.partition()
         state = self.states[partition]
         value = msg.value()
@@ -101,6 +129,6 @@ class Fold:
             step.detail = f"{exc.reason}: {exc.detail}"
             if step.cart_id is None and msg.key():
                 step.cart_id = bytes(msg.key()).decode(errors="replace")
-        state.fire_due(state.stream_ms)
+        state.fire_due(max(clock_ms, state.stream_ms))
         step.commands = state.flush()
         return step

@@ -94,9 +94,10 @@ def replay(
             err.write(f"partition {partition}: state {said}\n")
             fold = Fold(settings, {partition: state}, found.partitions)
             pending: list[Command] = []
-            for msg in partition_records(settings, partition, span, found.repartition):
-                events += 1
-                made = fold.step(msg).commands
+            records = partition_records(settings, partition, span, found.repartition)
+            for step in fold.run(partition, records, span.end_ms()):
+                events += step.msg is not None
+                made = step.commands
                 pending.extend(c for c in made if not wanted or c["cartId"] in wanted)
                 if len(pending) >= SEND_EVERY:
                     commands += len(pending)

@@ -8,6 +8,7 @@ line and exit 2.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import NamedTuple
 
 from ..errors import ConfigError
@@ -56,6 +57,11 @@ class TimeRange(NamedTuple):
         return (self.from_ms is None or ms >= self.from_ms) and (
             self.to_ms is None or ms <= self.to_ms
         )
+
+    def end_ms(self) -> int:
+        """The clock at the range's end: `to`, but never past now."""
+        now = int(time.time() * 1000)
+        return now if self.to_ms is None else min(self.to_ms, now)
 
     def describe(self) -> str:
         start = "the beginning" if self.from_ms is None else iso(self.from_ms)
