@@ -122,17 +122,19 @@ def test_explain_and_replay_make_what_the_pipeline_sent(harness: Harness) -> Non
         assert summary["sent"] == 0 and summary["dry_run"]
         assert fresh.counters()["accepted"] == 0
 
-        fresh.set_faults(fail_next=1, status=429, retry_after=1)
+        refused = sent[0]["id"]  # the Track: Journey names it as rejected
+        fresh.set_faults(fail_next=1, status=429, retry_after=1, reject_ids=[refused])
         began = time.monotonic()
         done = cli(fresh_env, "replay", *span, "--cart", CART)
         assert done.returncode == 0, done.stderr
         assert time.monotonic() - began >= 1.0  # Retry-After honoured
         summary = lines(done.stdout)[-1]
         assert summary["events"] == len(BEFORE) + len(AFTER) + 1
-        assert summary["sent"] == summary["accepted"] == len(sent)
-        assert summary["rejected"] == 0
+        assert summary["sent"] == len(sent)
+        assert (summary["accepted"], summary["rejected"]) == (len(sent) - 1, 1)
+        assert f"rejected {refused}" in done.stderr
         ledger = fresh.ledger()
-        assert ledger["commands"] == sent
+        assert ledger["commands"] == sent[1:]
         assert ledger["conflicts"] == 0
 
     # into the Journey that has them all: the same ids and contents, kept once
