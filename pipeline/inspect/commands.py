@@ -14,8 +14,8 @@ from typing import Any
 from .. import config, logs
 
 WINDOWS = (
-    "Commands are made with one window per event (docs/operations.md, 'Explain and "
-    "replay'): the same ids as the pipeline's whenever its window held one event of the "
+    "Commands are made with one window per event (docs/operations.md, 'Explain a cart, "
+    "replay a range'): the same ids as the pipeline's whenever its window held one event of the "
     "cart. Times are the records' Kafka timestamps, ISO 8601 (2026-11-25T14:00:00Z) or "
     "epoch milliseconds. State starts from the changelog records produced before --from "
     "(else empty); stderr says which. Read-only: assign() under a throwaway group id, "
@@ -66,10 +66,16 @@ def add_commands(sub: Any) -> None:
     )
     explain.add_argument("--cart", required=True, metavar="ID", help="the cart id")
     explain.add_argument(
-        "--from", dest="time_from", metavar="T", help="range start (default: the beginning)"
+        "--from",
+        dest="time_from",
+        metavar="T",
+        help="range start, ISO 8601 or epoch ms (default: the beginning)",
     )
     explain.add_argument(
-        "--to", dest="time_to", metavar="T", help="range end, inclusive (default: now)"
+        "--to",
+        dest="time_to",
+        metavar="T",
+        help="range end, inclusive, ISO 8601 or epoch ms (default: now)",
     )
     explain.add_argument(
         "--format",
@@ -88,9 +94,19 @@ def add_commands(sub: Any) -> None:
         "JSON summary (events read, commands sent, accepted, rejected) and exit 0. The "
         "group's committed offsets and the changelog are never touched. " + WINDOWS,
     )
-    replay.add_argument("--from", dest="time_from", metavar="T", required=True, help="range start")
     replay.add_argument(
-        "--to", dest="time_to", metavar="T", required=True, help="range end, inclusive"
+        "--from",
+        dest="time_from",
+        metavar="T",
+        required=True,
+        help="range start, ISO 8601 or epoch ms (record time)",
+    )
+    replay.add_argument(
+        "--to",
+        dest="time_to",
+        metavar="T",
+        required=True,
+        help="range end, inclusive, ISO 8601 or epoch ms",
     )
     replay.add_argument(
         "--cart",

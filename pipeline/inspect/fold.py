@@ -63,7 +63,6 @@ class Fold:
         self, settings: Settings, states: dict[int, PartitionState], source_partitions: int
     ) -> None:
         self.states = states
-        self._topic = settings.topic
         self._decode = make_decoder(load_family("site_event"), settings.schema_registry_url)
         self._partition_of = PARTITIONERS[settings.partitioner]
         self._source_partitions = source_partitions
