@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.cli import main
 from pipeline.errors import ConfigError
 from pipeline.inspect.timerange import TimeRange, iso, parse_time
 
@@ -48,3 +49,21 @@ def test_bounds_are_inclusive_and_may_be_open() -> None:
     assert TimeRange.parse(None, str(NOON)).end_ms() == NOON
     assert iso(NOON) == "2026-11-25T12:00:00.000Z"
     assert TimeRange(None, None).describe() == "between the beginning and the end"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["replay", "--from", "soon", "--to", "1"],
+        ["replay", "--from", "2026-01-02", "--to", "2026-01-01"],
+        ["explain", "--cart", "c-1", "--to", "later"],
+    ],
+)
+def test_a_bad_range_is_one_line_and_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)  # the range is checked before any setting or broker
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ofsys-pipeline: error: --")
