@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.source.partitioner import PARTITIONERS
 from pipeline.tools.emulator import JourneyEmulator
 
 from .conftest import KEY, Harness
@@ -68,11 +69,25 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def elsewhere() -> str:
+    """A record key the producers' partitioner puts on another partition than CART's."""
+    home = PARTITIONERS["murmur2"](CART.encode(), 4)
+    return next(
+        k
+        for k in (f"user-{i}" for i in range(99))
+        if PARTITIONERS["murmur2"](k.encode(), 4) != home
+    )
+
+
 def send_apart(harness: Harness, events: list[dict[str, Any]]) -> None:
     """One event per pipeline window (flush interval 200 ms), as a shopper clicks; each
-    stamped when sent (no trigger falls due during the test)."""
+    stamped when sent (no trigger falls due during the test). x5 is keyed by a user id
+    on another partition: the pipeline re-keys it to CART's partition of the
+    repartition topic, where explain and replay read it too."""
     for ev in events:
-        harness.send({**ev, "timestamp": now_ms()})
+        stamped = {**ev, "timestamp": now_ms()}
+        key = elsewhere() if ev["id"] == "x5" else CART
+        harness.produce([(key, harness.family.encode_single_object(stamped))])
         time.sleep(0.5)
 
 
@@ -98,6 +113,7 @@ def test_explain_and_replay_make_what_the_pipeline_sent(harness: Harness) -> Non
     assert "state empty" in whole.stderr
     steps = lines(whole.stdout)
     assert [s["event"]["id"] for s in steps] == ["x1", "x2", "x3", "x4", "x5", "x6", "x6"]
+    assert steps[4]["topic"] == f"g-{harness.topic}.{harness.topic}.repartition"
     assert [s["outcome"] for s in steps][-1] == "duplicate"
     assert [c for s in steps for c in s["commands"]] == sent
 
@@ -129,6 +145,7 @@ def test_explain_and_replay_make_what_the_pipeline_sent(harness: Harness) -> Non
         assert done.returncode == 0, done.stderr
         assert time.monotonic() - began >= 1.0  # Retry-After honoured
         summary = lines(done.stdout)[-1]
+        # CART's partition: its 6 input records and x5's re-keyed copy
         assert summary["events"] == len(BEFORE) + len(AFTER) + 1
         assert summary["sent"] == len(sent)
         assert (summary["accepted"], summary["rejected"]) == (len(sent) - 1, 1)
@@ -140,6 +157,9 @@ def test_explain_and_replay_make_what_the_pipeline_sent(harness: Harness) -> Non
     # into the Journey that has them all: the same ids and contents, kept once
     again = cli(env, "replay", "--from", str(start - 1), "--to", str(now_ms()))
     assert again.returncode == 0, again.stderr
+    summary = lines(again.stdout)[-1]
+    assert summary["events"] == len(BEFORE) + len(AFTER) + 2  # x5 twice: input, re-keyed
+    assert summary["accepted"] == summary["sent"] == len(sent)
     assert harness.commands() == sent  # and the journey fixture checks 0 conflicts
 
 
