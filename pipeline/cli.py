@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent visitors of the backlog's traffic, the same for every N",
     )
     bench.set_defaults(func=cmd_bench)
+
+    from .inspect.commands import add_commands  # explain, replay: read-side commands
+
+    add_commands(sub)
     return parser
 
 
