@@ -144,6 +144,14 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 "95th percentile of one accepted Journey request.",
                 [(quantile(0.95, "ofsys_journey_request_duration_seconds"), "p95")],
             ),
+            (
+                "Journey requests in flight",
+                "timeseries",
+                "short",
+                "Requests sent and not yet answered, summed over the members; each "
+                "member sends at most OFSYS_JOURNEY_MAX_IN_FLIGHT at once.",
+                [(f"sum(ofsys_journey_requests_in_flight{SEL})", "in flight")],
+            ),
         ],
     ),
     (

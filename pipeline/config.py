@@ -21,6 +21,7 @@ from .config_values import (
     Secret,
     _account_key,
     _flag,
+    _in_flight,
     _non_negative_int,
     _nonempty,
     _partitioner,
@@ -99,6 +100,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("shutdown_timeout_s", _positive_float, "max drain time on SIGTERM", default=25.0),
     Option("journey_timeout_s", _positive_float, "timeout of one Journey request", default=10.0),
     Option("retry_max_backoff_s", _positive_float, "cap of the retry backoff", default=30.0),
+    Option(
+        "journey_max_in_flight",
+        _in_flight,
+        "Journey requests at once (1-64); a cart's commands stay in order",
+        default=8,
+    ),
     Option(
         "changelog",
         _flag,
@@ -194,6 +201,7 @@ class Settings:
     max_record_bytes: int
     shutdown_timeout_s: float
     journey_timeout_s: float
+    journey_max_in_flight: int
     retry_max_backoff_s: float
     changelog: bool
     retention_carts_s: int

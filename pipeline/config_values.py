@@ -63,6 +63,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _in_flight(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 64:
+        raise ValueError("must be an integer from 1 to 64")
+    return number
+
+
 def _non_negative_int(value: str) -> int:
     number = int(value)
     if number < 0:

@@ -61,6 +61,11 @@ class Metrics:
             "Request body bytes sent to Journey.",
             registry=registry,
         )
+        self.in_flight = Gauge(
+            "ofsys_journey_requests_in_flight",
+            "Journey requests sent and not yet answered (at most OFSYS_JOURNEY_MAX_IN_FLIGHT).",
+            registry=registry,
+        )
         self.request_duration = Histogram(
             "ofsys_journey_request_duration_seconds",
             "Duration of one Journey request.",

@@ -1,4 +1,4 @@
-"""The contract's response table, and the worker that delivers windows in order.
+"""The contract's response table: what the pipeline does with each answer of Journey.
 
 `Delivery.deliver` owns the response table (docs/journey-contract.md, "The response"):
 retry transient failures with exponential backoff and full jitter (honouring
@@ -7,36 +7,24 @@ rejections until each rejected command is alone, and wait out 401/403 without
 dead-lettering. Invariant: `deliver` returns only once every command of the batch was
 accepted or dead-lettered, in their order; it never drops one, and only `wait` can end
 it early (by raising). It talks to Journey through any `Transport` (client.py).
-
-`DeliveryWorker` runs `deliver` on its own thread, one window after another in the
-order submitted, so one cart's commands reach Journey in the order of its events. Its
-`wait` sleeps interruptibly and gives up (ShutdownTimeoutError) past the `stop`
-deadline; the loop pauses consumption while it is `retrying`: that is the backpressure.
+`DeliveryWorker` (worker.py) runs it on its lanes.
 """
 
 from __future__ import annotations
 
 import collections
-import queue
 import random
-import threading
 import time
 from collections.abc import Callable
 
 from .. import logs
-from ..errors import (
-    RejectedCommandsError,
-    ShutdownTimeoutError,
-    TransientDeliveryError,
-    UnauthorizedError,
-)
+from ..errors import RejectedCommandsError, TransientDeliveryError, UnauthorizedError
 from ..metrics import Metrics
-from ..runtime.checkpoint import Window
-from .batch import Batch, batches
+from .batch import Batch
 from .client import JourneyClient, Transport
 from .commands import Command
 
-__all__ = ["Delivery", "DeliveryWorker", "JourneyClient", "Transport"]
+__all__ = ["Delivery", "JourneyClient", "Transport"]
 
 log = logs.get("deliver")
 _BASE_BACKOFF_S = 0.2
@@ -75,7 +63,8 @@ class Delivery:
             current = pending[0]
             started = time.monotonic()
             try:
-                self._transport.send(current)
+                with self._metrics.in_flight.track_inprogress():
+                    self._transport.send(current)
             except TransientDeliveryError as exc:
                 self._metrics.batches.labels("retried").inc()
                 self._metrics.retries.labels(exc.reason).inc()
@@ -143,111 +132,3 @@ class Delivery:
             observe((now_ms - command["ts"]) / 1000.0)
         for call, count in calls.items():
             metrics.commands.labels(call).inc(count)
-
-
-class DeliveryWorker:
-    """Delivers sealed windows in order on its own thread, so the loop keeps consuming
-    while Journey answers.
-
-    The loop reads: `completed()`, the windows fully delivered since it last asked, in
-    order; `outstanding`, windows submitted and not yet completed; `retrying`, True
-    while a window waits to be sent again (the loop pauses consumption then);
-    `unauthorized`, Journey refuses the key; `failure`, the unexpected exception that
-    stopped the thread (the loop stops the process). `stop(deadline)` finishes what is
-    queued but gives up retrying past the deadline: the windows left stay uncommitted.
-    """
-
-    def __init__(
-        self,
-        client: Transport,
-        metrics: Metrics,
-        dead_letter: Callable[[Command, str], None],
-        *,
-        max_commands: int,
-        max_bytes: int,
-        max_backoff_s: float,
-    ) -> None:
-        self._delivery = Delivery(
-            client, metrics, max_backoff_s=max_backoff_s, wait=self._sleep, dead_letter=dead_letter
-        )
-        self._max_commands = max_commands
-        self._max_bytes = max_bytes
-        self._queue: queue.Queue[Window | None] = queue.Queue()
-        self._done: queue.Queue[Window] = queue.Queue()
-        self._outstanding = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._deadline = float("inf")
-        self.retrying = False
-        self.failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="ofsys-deliver", daemon=True)
-        self._thread.start()
-
-    @property
-    def unauthorized(self) -> bool:
-        return self._delivery.unauthorized
-
-    @property
-    def outstanding(self) -> int:
-        return self._outstanding
-
-    def submit(self, window: Window) -> None:
-        with self._lock:
-            self._outstanding += 1
-        self._queue.put(window)
-
-    def completed(self) -> list[Window]:
-        done = []
-        while True:
-            try:
-                done.append(self._done.get_nowait())
-            except queue.Empty:
-                return done
-
-    def wait_idle(self, timeout_s: float) -> bool:
-        """Block until every submitted window is done (or failed); False on timeout."""
-        end = time.monotonic() + timeout_s
-        while self._outstanding and self.failure is None and time.monotonic() < end:
-            time.sleep(0.005)
-        return self._outstanding == 0
-
-    def stop(self, deadline: float) -> None:
-        """Finish what is queued, but give up retrying once `deadline` (monotonic) passes."""
-        self._deadline = deadline
-        self._stop.set()
-        self._queue.put(None)
-
-    def join(self, timeout_s: float) -> None:
-        self._thread.join(timeout_s)
-
-    def _sleep(self, seconds: float) -> None:
-        self.retrying = True
-        end = time.monotonic() + seconds
-        while (remaining := end - time.monotonic()) > 0:
-            if time.monotonic() >= self._deadline:
-                raise ShutdownTimeoutError("shutdown deadline passed while Journey retried")
-            # once stopping, the event is set and would not wait: sleep the slice instead
-            if self._stop.is_set():
-                time.sleep(min(remaining, 0.1))
-            else:
-                self._stop.wait(min(remaining, 0.1))
-
-    def _loop(self) -> None:
-        while (window := self._queue.get()) is not None:
-            try:
-                for batch in batches(window.commands, self._max_commands, self._max_bytes):
-                    self._delivery.deliver(batch)
-            except ShutdownTimeoutError:
-                log.warning(
-                    "shutdown deadline passed; the last windows stay uncommitted "
-                    "and will be processed again",
-                    extra={"events": window.events},
-                )
-                return
-            except BaseException as exc:  # surfaced to the loop, which stops the process
-                self.failure = exc
-                return
-            self.retrying = False
-            self._done.put(window)
-            with self._lock:
-                self._outstanding -= 1

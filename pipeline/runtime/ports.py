@@ -85,9 +85,10 @@ class Outputs(Protocol):
 class Worker(Protocol):
     """Delivers sealed windows to Journey, in order, off the loop thread."""
 
-    retrying: bool
     failure: BaseException | None
 
+    @property
+    def retrying(self) -> bool: ...
     @property
     def unauthorized(self) -> bool: ...
     @property

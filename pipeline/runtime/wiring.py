@@ -16,7 +16,8 @@ from confluent_kafka.admin import AdminClient
 from .. import logs
 from ..config import Settings
 from ..errors import ConfigError, PipelineError
-from ..journey.delivery import DeliveryWorker, JourneyClient
+from ..journey.client import JourneyClient
+from ..journey.worker import DeliveryWorker
 from ..metrics import Metrics
 from ..server import Health
 from ..state.partition import RECORD_BUDGET
@@ -87,6 +88,7 @@ def build_parts(settings: Settings, metrics: Metrics) -> Parts:
         max_commands=settings.batch_max_commands,
         max_bytes=settings.batch_max_bytes,
         max_backoff_s=settings.retry_max_backoff_s,
+        lanes=settings.journey_max_in_flight,
     )
 
     def monitor(view: LagView) -> Service:

@@ -58,6 +58,7 @@ def test_load_with_defaults() -> None:
         shutdown_timeout_s=25.0,
         journey_timeout_s=10.0,
         retry_max_backoff_s=30.0,
+        journey_max_in_flight=8,
         changelog=True,
         retention_carts_s=30 * 86400,
         retention_event_ids_s=86400,

@@ -27,8 +27,10 @@ from pipeline.errors import (
 )
 from pipeline.journey import client
 from pipeline.journey.batch import Batch
+from pipeline.journey.client import JourneyClient, Transport
 from pipeline.journey.commands import Command
-from pipeline.journey.delivery import Delivery, DeliveryWorker, JourneyClient, Transport
+from pipeline.journey.delivery import Delivery
+from pipeline.journey.worker import DeliveryWorker
 from pipeline.metrics import Metrics
 from pipeline.runtime.checkpoint import Window
 
@@ -384,7 +386,7 @@ def workers() -> Iterator[Workers]:
     for worker in made.started:
         worker.stop(time.monotonic())
         worker.join(1.0)
-        assert not worker._thread.is_alive()
+        assert not any(t.is_alive() for t in worker._threads)
 
 
 def test_worker_delivers_windows_in_order(workers: Workers) -> None:
@@ -443,7 +445,7 @@ def test_worker_stop_finishes_what_is_queued_before_the_deadline(workers: Worker
         worker.submit(w)
     worker.stop(time.monotonic() + 5.0)
     worker.join(1.0)
-    assert not worker._thread.is_alive()
+    assert not any(t.is_alive() for t in worker._threads)
     assert worker.completed() == windows
     assert worker.outstanding == 0
 
@@ -456,7 +458,7 @@ def test_worker_stop_gives_up_retrying_past_the_deadline(workers: Workers) -> No
     until(lambda: worker.retrying)
     worker.stop(time.monotonic())
     worker.join(1.0)
-    assert not worker._thread.is_alive()
+    assert not any(t.is_alive() for t in worker._threads)
     assert len(transport.sent) == 1
     assert worker.completed() == []
     assert worker.outstanding == 2  # left uncommitted, processed again after a restart
@@ -468,7 +470,7 @@ def test_worker_wait_raises_shutdown_timeout_past_the_deadline(workers: Workers)
     worker = workers(FakeTransport())
     worker.stop(time.monotonic() - 1.0)
     with pytest.raises(ShutdownTimeoutError):
-        worker._sleep(10.0)
+        worker._sleep(0, 10.0)
 
 
 def test_worker_surfaces_an_unexpected_failure(workers: Workers) -> None:
