@@ -117,7 +117,7 @@ def read(
     (declared options already taken out); ConfigError for a property given to a client
     it is not for."""
     shared: dict[str, str] = {}
-    overrides: dict[KafkaClient, dict[str, str]] = {client: {} for client in CLIENTS}
+    overrides: dict[KafkaClient, dict[str, str]] = {}
     for name, value in variables.items():
         rest = name[len(KAFKA_PREFIX) :]
         client = next((c for c in CLIENTS if rest.startswith(f"{c.upper()}_")), None)
@@ -131,7 +131,7 @@ def read(
                 f"{name}: {prop} is a {owner} property, not for the {client} client "
                 f"(use {KAFKA_PREFIX}{owner.upper()}_{rest[len(client) + 1 :]})"
             )
-        overrides[client][prop] = value
+        overrides.setdefault(client, {})[prop] = value
     return shared, overrides
 
 
