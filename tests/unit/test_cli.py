@@ -96,13 +96,28 @@ def test_the_tools_numeric_options_are_all_typed() -> None:
 
 
 @pytest.mark.parametrize(("command", "flag"), _numeric_options())
-def test_a_bad_number_names_the_option_and_what_it_takes(command: str, flag: str) -> None:
-    result = _ofsys(command, flag, "abc", *(["--topic", "t"] if command == "produce" else []))
-    assert result.returncode == 2
-    assert result.stdout == ""
-    [line] = result.stderr.splitlines()
+def test_a_bad_number_names_the_option_and_what_it_takes(
+    command: str, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In process (the parser `main` uses); the subprocess test below shows the same."""
+    with pytest.raises(SystemExit) as exited:
+        cli.build_parser().parse_args([command, flag, "abc"])
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
     assert line.startswith(f"ofsys-pipeline {command}: error: argument {flag}: must be ")
     assert "invalid literal" not in line and " value: " not in line  # argparse's own words
+
+
+def test_a_bad_number_on_the_command_line_is_one_line_and_exit_2() -> None:
+    result = _ofsys("journey-emulator", "--port", "abc")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "ofsys-pipeline journey-emulator: error: argument --port: "
+        "must be a port number from 0 to 65535\n"
+    )
 
 
 def test_run_bad_metrics_port_names_the_option() -> None:
