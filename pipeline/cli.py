@@ -232,7 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
         "generator and the pipeline; show events/s, lag and deliveries each second, "
         "serve the pipeline's /metrics, then drain and print a summary.",
     )
-    demo.add_argument("--duration", type=POSITIVE, default=60.0, help="seconds (Ctrl-C stops)")
+    demo.add_argument(
+        "--duration",
+        type=POSITIVE,
+        default=60.0,
+        help="how long to run, in seconds; Ctrl-C stops earlier",
+    )
     demo.add_argument("--rate", type=POSITIVE, default=2000.0, help="events per second")
     demo.add_argument(
         "--metrics-port",
