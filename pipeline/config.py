@@ -3,19 +3,20 @@
 Every option is declared in `OPTIONS` (name, parser, help, default); the environment
 variable, the CLI flag and the `--help` text derive from it. `Settings` types the same
 names as fields; a test keeps the two in step. Flags win over the environment.
-Any `OFSYS_KAFKA_<PROPERTY>` variable is passed to librdkafka as `<property>` with
-underscores turned into dots. The value parsers and `Secret` live in `config_values`
-(re-exported here).
+`OFSYS_KAFKA_<PROPERTY>` variables are passed to librdkafka as `<property>` (underscores
+turned into dots), shared or per client (`config_kafka`). The value parsers and `Secret`
+live in `config_values` (re-exported here).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import config_kafka, logs
+from .config_kafka import KAFKA_PREFIX, KafkaClient
 from .config_values import (
     KEY_RE,
     Secret,
@@ -180,7 +181,6 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_level", lambda v: v.upper(), "DEBUG, INFO, WARNING or ERROR", default="INFO"),
 )
 _BY_ENV = {option.env: option for option in OPTIONS}
-KAFKA_PREFIX = "OFSYS_KAFKA_"
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -218,6 +218,9 @@ class Settings:
     max_quantity: int
     log_level: str
     kafka: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    kafka_overrides: Mapping[KafkaClient, Mapping[str, str]] = dataclasses.field(
+        default_factory=dict
+    )
 
     @property
     def changelog_topic(self) -> str:
@@ -229,13 +232,17 @@ class Settings:
         """Where records not keyed by cart id are re-keyed, partitioned like the input."""
         return f"{self.group_id}.{self.topic}.repartition"
 
-    def kafka_config(self, **overrides: Any) -> dict[str, Any]:
-        """librdkafka settings: bootstrap servers, the passthrough, then `overrides`."""
+    def kafka_config(self, client: KafkaClient, **overrides: Any) -> dict[str, Any]:
+        """librdkafka settings of one kind of client: bootstrap servers, the shared
+        properties in its scope, its own OFSYS_KAFKA_<CLIENT>_* ones, then `overrides`
+        (what the pipeline itself needs wins)."""
         config: dict[str, Any] = {
             "bootstrap.servers": self.kafka_bootstrap_servers,
-            "logger": logging.getLogger("ofsys.kafka"),
+            "logger": logs.get("kafka"),
         }
-        config.update(self.kafka)
+        config.update(
+            config_kafka.for_client(client, self.kafka, self.kafka_overrides.get(client, {}))
+        )
         config.update(overrides)
         return config
 
@@ -255,15 +262,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load(environ: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Settings:
     """Validate environment and flags into Settings; raise ConfigError naming the option."""
     flags = flags or {}
-    kafka: dict[str, str] = {}
+    passthrough: dict[str, str] = {}
     for name, value in environ.items():
         if not name.startswith("OFSYS_") or name in _BY_ENV:
             continue
-        if name.startswith(KAFKA_PREFIX) and len(name) > len(KAFKA_PREFIX):
-            kafka[name[len(KAFKA_PREFIX) :].lower().replace("_", ".")] = value
-        else:
+        if not config_kafka.is_kafka_variable(name):
             raise ConfigError(f"unknown option {name}")
-    values: dict[str, Any] = {"kafka": kafka}
+        passthrough[name] = value
+    shared, overrides = config_kafka.read(passthrough)
+    values: dict[str, Any] = {"kafka": shared, "kafka_overrides": overrides}
     for option in OPTIONS:
         raw = flags.get(option.field)
         source = option.flag

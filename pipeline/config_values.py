@@ -7,6 +7,7 @@ a message that never echoes a credential), and `check_account_key`.
 
 from __future__ import annotations
 
+import math
 import re
 from urllib.parse import urlsplit
 
@@ -56,38 +57,75 @@ def _account_key(value: str) -> Secret:
     return Secret(value)
 
 
+def _int(value: str, expected: str) -> int:
+    """`value` as an integer, or ValueError saying what was `expected` (never int()'s
+    own message, which quotes the value)."""
+    try:
+        return int(value.strip().replace("_", ""))
+    except ValueError:
+        raise ValueError(expected) from None
+
+
+def _number(value: str, expected: str) -> float:
+    """`value` as a finite number, or ValueError saying what was `expected`."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(expected) from None
+    if not math.isfinite(number):
+        raise ValueError(expected)
+    return number
+
+
 def _positive_int(value: str) -> int:
-    number = int(value)
+    expected = "must be a positive integer"
+    number = _int(value, expected)
     if number <= 0:
-        raise ValueError("must be a positive integer")
+        raise ValueError(expected)
     return number
 
 
 def _in_flight(value: str) -> int:
-    number = int(value)
+    expected = "must be an integer from 1 to 64"
+    number = _int(value, expected)
     if not 1 <= number <= 64:
-        raise ValueError("must be an integer from 1 to 64")
+        raise ValueError(expected)
     return number
 
 
 def _non_negative_int(value: str) -> int:
-    number = int(value)
+    expected = "must be 0 or a positive integer"
+    number = _int(value, expected)
     if number < 0:
-        raise ValueError("must be 0 or a positive integer")
+        raise ValueError(expected)
     return number
 
 
+def _any_int(value: str) -> int:
+    return _int(value, "must be an integer")
+
+
 def _port(value: str) -> int:
-    number = int(value)
+    expected = "must be a port number from 0 to 65535"
+    number = _int(value, expected)
     if not 0 <= number <= 65535:
-        raise ValueError("must be a port number (0 turns the metrics server off)")
+        raise ValueError(expected)
     return number
 
 
 def _positive_float(value: str) -> float:
-    number = float(value)
+    expected = "must be a positive number"
+    number = _number(value, expected)
     if number <= 0:
-        raise ValueError("must be a positive number")
+        raise ValueError(expected)
+    return number
+
+
+def _fraction(value: str) -> float:
+    expected = "must be a number from 0 to 1"
+    number = _number(value, expected)
+    if not 0 <= number <= 1:
+        raise ValueError(expected)
     return number
 
 

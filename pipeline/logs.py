@@ -41,5 +41,14 @@ def setup(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
+def fatal(message: str, *, exc_info: bool = False) -> None:
+    """The last line before a non-zero exit: JSON like every other line, also from a
+    command that never set logging up."""
+    root = logging.getLogger()
+    if not any(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers):
+        setup()
+    get("app").critical(message, exc_info=exc_info)
+
+
 def get(name: str) -> logging.Logger:
     return logging.getLogger(f"ofsys.{name}")

@@ -38,6 +38,7 @@ def _consumer(settings: Settings) -> Any:
     try:
         return Consumer(
             settings.kafka_config(
+                "consumer",
                 **{
                     "group.id": f"{settings.group_id}.inspect-{uuid.uuid4().hex[:12]}",
                     "enable.auto.commit": False,
@@ -45,7 +46,7 @@ def _consumer(settings: Settings) -> Any:
                     "enable.partition.eof": True,
                     "client.id": "ofsys-pipeline-inspect",
                     "fetch.wait.max.ms": 10,  # the end of a partition is found sooner
-                }
+                },
             )
         )
     except KafkaException as exc:
@@ -156,7 +157,7 @@ class Layout(NamedTuple):
 def layout(settings: Settings) -> Layout:
     """Looked up, never created: a missing input topic is a ConfigError."""
     try:
-        admin = AdminClient(settings.kafka_config())
+        admin = AdminClient(settings.kafka_config("admin"))
     except KafkaException as exc:
         raise ConfigError(f"Kafka configuration: {exc.args[0].str()}") from exc
     count = topics.partitions(admin, settings.topic)

@@ -79,6 +79,7 @@ class Changelog:
         }
         consumer = Consumer(
             self._settings.kafka_config(
+                "consumer",
                 **{
                     "group.id": f"{self._settings.group_id}.restore",
                     "enable.auto.commit": False,
@@ -90,7 +91,7 @@ class Changelog:
                     "fetch.max.bytes": 32 << 20,
                     "queued.max.messages.kbytes": 64 << 10,
                     "fetch.wait.max.ms": 10,
-                }
+                },
             )
         )
         records = 0

@@ -59,10 +59,11 @@ class LagMonitor:
         self._assigned = assigned
         self._event_ms = committed_event_ms
         self._interval_s = interval_s
-        self._admin = AdminClient(settings.kafka_config())
+        self._admin = AdminClient(settings.kafka_config("admin"))
         self._watermarks = Consumer(
             settings.kafka_config(
-                **{"group.id": f"{settings.group_id}.lag-monitor", "enable.auto.commit": False}
+                "consumer",
+                **{"group.id": f"{settings.group_id}.lag-monitor", "enable.auto.commit": False},
             )
         )
         self._labels: set[str] = set()

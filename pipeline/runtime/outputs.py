@@ -53,6 +53,7 @@ class Outputs:
     def __init__(self, settings: Settings) -> None:
         self._producer = Producer(
             settings.kafka_config(
+                "producer",
                 **{
                     "acks": "all",
                     "linger.ms": 50,
@@ -63,7 +64,7 @@ class Outputs:
                     "message.max.bytes": PRODUCER_MAX_BYTES,
                     # records wait out a broker outage; the loop decides when to give up
                     "message.timeout.ms": int((settings.broker_outage_s + 60) * 1000),
-                }
+                },
             )
         )
         self._limits: dict[str, int] = {}

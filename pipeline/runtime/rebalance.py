@@ -142,13 +142,19 @@ class Rebalancing:
         assigned = len(self.states)
         self.metrics.assigned.set(assigned)
         self.health.assigned = assigned
-        log.info(
-            f"partitions {kind}",
-            extra={
-                "topic": self.topic,
-                "partitions": sorted(tp.partition for tp in partitions),
-                "assigned": sorted(self.states),
-            },
-        )
-        if assigned == 0:
+        by_topic: dict[str, list[int]] = {self.topic: []}  # one line per topic, input first
+        for tp in partitions:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        for topic, numbers in by_topic.items():
+            if not numbers and len(by_topic) > 1:
+                continue
+            log.info(
+                f"partitions {kind}",
+                extra={
+                    "topic": topic,
+                    "partitions": sorted(numbers),
+                    "assigned": sorted(self.states),
+                },
+            )
+        if assigned == 0 and self._stop_at is None:  # closing revokes all: not idle, exiting
             log.info("no partitions assigned: idle, ready to take over on the next rebalance")

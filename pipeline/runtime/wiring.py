@@ -57,6 +57,7 @@ def build_pipeline(
 def build_parts(settings: Settings, metrics: Metrics) -> Parts:
     consumer = Consumer(
         settings.kafka_config(
+            "consumer",
             **{
                 "group.id": settings.group_id,
                 "enable.auto.commit": False,
@@ -69,11 +70,11 @@ def build_parts(settings: Settings, metrics: Metrics) -> Parts:
                 # the prefetch queue is bounded in bytes, whatever the backlog
                 "queued.max.messages.kbytes": FETCH_QUEUE_KBYTES,
                 "queued.min.messages": 20_000,
-            }
+            },
         )
     )
     outputs = Outputs(settings)
-    admin = AdminClient(settings.kafka_config())
+    admin = AdminClient(settings.kafka_config("admin"))
     store = Changelog(settings, outputs, admin) if settings.changelog else None
     dead_letters = DeadLetters(outputs, settings.dlq_topic, settings.topic, metrics)
     outputs.on_refused(

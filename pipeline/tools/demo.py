@@ -1,8 +1,9 @@
 """`ofsys-pipeline demo`: the whole product on one machine with no Kafka installed.
 
 Starts the embedded broker, the Journey emulator, the traffic generator and the
-pipeline (in this process), shows a live view each second, then drains the pipeline
-like a SIGTERM would and prints a summary.
+pipeline (in this process), serves the pipeline's /metrics, /healthz and /readyz as
+`run` does, shows a live view each second, then drains the pipeline like a SIGTERM
+would and prints a summary.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from http.server import ThreadingHTTPServer
 from types import FrameType
 
 from confluent_kafka import Producer
@@ -21,10 +23,11 @@ from .. import config, logs
 from ..metrics import Metrics
 from ..runtime import topics
 from ..runtime.wiring import build_pipeline
+from ..server import Health, serve
 from ..source.schemas import load_family
 from .broker import EmbeddedBroker
 from .emulator import JourneyEmulator
-from .producing import produce
+from .producing import client_config, produce
 from .traffic import Encoder, ShopTraffic, encoded
 
 DEMO_KEY = "DemoKey0123456789abcdefABCDEF012"
@@ -50,7 +53,16 @@ def _gauge_sum(metrics: Metrics, name: str) -> float:
     )
 
 
-def run_demo(*, duration_s: float, rate: float) -> int:
+def _serve_metrics(port: int, metrics: Metrics, health: Health) -> ThreadingHTTPServer:
+    """The metrics server on `port` of 127.0.0.1, or on a free port when that is taken
+    (a pipeline already running here, say)."""
+    try:
+        return serve(port, metrics, health, host="127.0.0.1")
+    except OSError:
+        return serve(0, metrics, health, host="127.0.0.1")
+
+
+def run_demo(*, duration_s: float, rate: float, metrics_port: int = 9400) -> int:
     logs.setup("WARNING")
     stop = threading.Event()
 
@@ -60,7 +72,7 @@ def run_demo(*, duration_s: float, rate: float) -> int:
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     with EmbeddedBroker() as broker, JourneyEmulator(account_key=DEMO_KEY) as journey:
-        topics.ensure(AdminClient({"bootstrap.servers": broker.bootstrap}), TOPIC, 4)
+        topics.ensure(AdminClient(client_config(broker.bootstrap)), TOPIC, 4)
         settings = config.load(
             {
                 **{k: v for k, v in os.environ.items() if k.startswith("OFSYS_KAFKA_")},
@@ -69,20 +81,16 @@ def run_demo(*, duration_s: float, rate: float) -> int:
                 "OFSYS_JOURNEY_URL": journey.url,
                 "OFSYS_ACCOUNT_KEY": DEMO_KEY,
                 "OFSYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
-                "OFSYS_METRICS_PORT": "0",
             }
         )
-        pipeline, metrics, _ = build_pipeline(settings)
+        pipeline, metrics, health = build_pipeline(settings)
+        server = _serve_metrics(metrics_port, metrics, health) if metrics_port else None
         runner = threading.Thread(target=pipeline.run, name="pipeline", daemon=True)
         runner.start()
         traffic = ShopTraffic(seed=int(time.time()), duplicate_rate=0.02, invalid_rate=0.005)
         records = encoded(traffic, Encoder(load_family("site_event")))
         producer = Producer(
-            {
-                "bootstrap.servers": broker.bootstrap,
-                "linger.ms": 20,
-                "partitioner": "murmur2_random",
-            }
+            client_config(broker.bootstrap, **{"linger.ms": 20, "partitioner": "murmur2_random"})
         )
         count = int(rate * duration_s)
         feeder = threading.Thread(
@@ -95,6 +103,9 @@ def run_demo(*, duration_s: float, rate: float) -> int:
             f"demo: broker {broker.bootstrap}, Journey emulator {journey.url}, "
             f"{rate:.0f} events/s for {duration_s:.0f} s (Ctrl-C stops)"
         )
+        if server is not None:
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            print(f"demo: the pipeline's metrics: curl {url}/metrics (also /readyz, /healthz)")
         feeder.start()
         started = last_at = time.monotonic()
         last_events = 0.0
@@ -118,6 +129,8 @@ def run_demo(*, duration_s: float, rate: float) -> int:
             last_events, last_at = events, now
         pipeline.stop()
         runner.join(settings.shutdown_timeout_s + 5)
+        if server is not None:
+            server.shutdown()
         ledger = journey.ledger()
     delivered = _total(metrics, "ofsys_commands_delivered")
     print(

@@ -22,7 +22,6 @@ import hmac
 import random
 import signal
 import socket
-import sys
 import threading
 import time
 from dataclasses import asdict
@@ -32,6 +31,7 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
+from .. import logs
 from .emulator_contract import (
     _COUNTERS,
     INGEST_PATH,
@@ -42,6 +42,7 @@ from .emulator_contract import (
 )
 from .emulator_http import _Collector, _Response, _Server
 
+log = logs.get("emulator")
 MAX_CONFLICT_EXAMPLES = 20
 _UNAUTHORIZED = orjson.dumps({"error": "unauthorized"})
 
@@ -258,9 +259,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def serve(*, account_key: str, host: str, port: int) -> None:
     """Run the emulator in the foreground (the CLI's demo mode) until SIGINT or SIGTERM."""
     emulator = JourneyEmulator(account_key=account_key, host=host, port=port)
-    line = {"level": "info", "message": "journey emulator listening", "url": emulator.url}
-    sys.stderr.write(orjson.dumps(line).decode() + "\n")
-    sys.stderr.flush()
+    log.info("journey emulator listening", extra={"url": emulator.url})
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:

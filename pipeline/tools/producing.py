@@ -1,5 +1,6 @@
 """Producing records to Kafka for the demo, the tests and the benchmarks: paced
-(`produce`) or all at once with each partition's end offset (`produce_all`)."""
+(`produce`) or all at once with each partition's end offset (`produce_all`); and
+`client_config`, the settings of the tools' own Kafka clients."""
 
 from __future__ import annotations
 
@@ -8,6 +9,19 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from confluent_kafka import Producer
+
+from .. import logs
+
+
+def client_config(bootstrap: str, **config: Any) -> dict[str, Any]:
+    """A tool's Kafka client settings: librdkafka's log lines go through the JSON logger
+    (`ofsys.kafka`), not raw onto stderr; Tansu closing idle connections is not news."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "logger": logs.get("kafka"),
+        "log.connection.close": False,
+        **config,
+    }
 
 
 def produce(
@@ -55,15 +69,16 @@ def produce_all(
     offset of the last batch plus one, so callers compare committed offsets with these
     ends, never with watermarks."""
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            "batch.num.messages": 10_000,
-            "queue.buffering.max.messages": 500_000,
-            "partitioner": "murmur2_random",
-            "log.connection.close": False,  # Tansu closes idle connections: not news
-            **config,
-        }
+        client_config(
+            bootstrap,
+            **{
+                "linger.ms": 20,
+                "batch.num.messages": 10_000,
+                "queue.buffering.max.messages": 500_000,
+                "partitioner": "murmur2_random",
+                **config,
+            },
+        )
     )
     ends: dict[int, int] = {}
     errors: list[str] = []

@@ -262,25 +262,140 @@ def test_unknown_variable_error_does_not_echo_its_value() -> None:
 def test_kafka_passthrough() -> None:
     settings = load(
         env(
-            OFSYS_KAFKA_SESSION_TIMEOUT_MS="6000",
+            OFSYS_KAFKA_SOCKET_TIMEOUT_MS="6000",
             OFSYS_KAFKA_SECURITY_PROTOCOL="SASL_SSL",
             OFSYS_KAFKA_BOOTSTRAP_SERVERS="b:9092",  # an option, not a passthrough
         )
     )
-    assert dict(settings.kafka) == {"session.timeout.ms": "6000", "security.protocol": "SASL_SSL"}
-    config = settings.kafka_config()
-    assert config["session.timeout.ms"] == "6000"
-    assert config["security.protocol"] == "SASL_SSL"
-    assert config["bootstrap.servers"] == "b:9092"
-    assert config["logger"].name == "ofsys.kafka"
-    assert set(config) == {"bootstrap.servers", "logger", "session.timeout.ms", "security.protocol"}
+    assert dict(settings.kafka) == {"socket.timeout.ms": "6000", "security.protocol": "SASL_SSL"}
+    for client in ("consumer", "producer", "admin"):  # common properties reach every client
+        config = settings.kafka_config(client)
+        assert config["socket.timeout.ms"] == "6000"
+        assert config["security.protocol"] == "SASL_SSL"
+        assert config["bootstrap.servers"] == "b:9092"
+        assert config["logger"].name == "ofsys.kafka"
+        assert set(config) == {
+            "bootstrap.servers",
+            "logger",
+            "socket.timeout.ms",
+            "security.protocol",
+        }
 
 
 def test_kafka_config_overrides_win() -> None:
     settings = load(env(OFSYS_KAFKA_ENABLE_AUTO_COMMIT="true"))
-    config = settings.kafka_config(**{"enable.auto.commit": False, "group.id": "g"})
+    config = settings.kafka_config("consumer", **{"enable.auto.commit": False, "group.id": "g"})
     assert config["enable.auto.commit"] is False
     assert config["group.id"] == "g"
+
+
+def test_shared_consumer_and_producer_properties_reach_only_their_clients() -> None:
+    settings = load(
+        env(
+            OFSYS_KAFKA_SESSION_TIMEOUT_MS="6000",  # consumer only
+            OFSYS_KAFKA_AUTO_OFFSET_RESET="earliest",  # consumer only (a topic property)
+            OFSYS_KAFKA_COMPRESSION_TYPE="lz4",  # producer only
+            OFSYS_KAFKA_CLIENT_RACK="eu-1a",  # common
+        )
+    )
+    consumer = settings.kafka_config("consumer")
+    producer = settings.kafka_config("producer")
+    admin = settings.kafka_config("admin")
+    assert consumer["session.timeout.ms"] == "6000"
+    assert consumer["auto.offset.reset"] == "earliest"
+    assert "compression.type" not in consumer
+    assert producer["compression.type"] == "lz4"
+    assert "session.timeout.ms" not in producer
+    assert "auto.offset.reset" not in producer
+    assert admin["client.rack"] == producer["client.rack"] == consumer["client.rack"] == "eu-1a"
+    assert not {"session.timeout.ms", "auto.offset.reset", "compression.type"} & set(admin)
+
+
+def test_a_client_override_reaches_that_client_only_and_wins_over_the_shared_value() -> None:
+    settings = load(
+        env(
+            OFSYS_KAFKA_PRODUCER_BATCH_SIZE="65536",
+            OFSYS_KAFKA_SOCKET_TIMEOUT_MS="6000",
+            OFSYS_KAFKA_PRODUCER_SOCKET_TIMEOUT_MS="9000",
+            OFSYS_KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS="600000",
+            OFSYS_KAFKA_ADMIN_CLIENT_ID="ops",
+        )
+    )
+    assert dict(settings.kafka) == {"socket.timeout.ms": "6000"}
+    producer = settings.kafka_config("producer")
+    consumer = settings.kafka_config("consumer")
+    admin = settings.kafka_config("admin")
+    assert producer["batch.size"] == "65536"
+    assert producer["socket.timeout.ms"] == "9000"
+    assert consumer["socket.timeout.ms"] == admin["socket.timeout.ms"] == "6000"
+    assert consumer["max.poll.interval.ms"] == "600000"
+    assert "batch.size" not in consumer and "batch.size" not in admin
+    assert admin["client.id"] == "ops"
+    assert "client.id" not in producer and "client.id" not in consumer
+
+
+def test_the_outputs_producer_is_built_with_a_producer_override() -> None:
+    """The producer the pipeline builds (runtime/outputs.py) is given the override."""
+    from confluent_kafka import Producer
+
+    from pipeline.runtime import outputs
+
+    seen: list[dict[str, object]] = []
+
+    class Recording(Producer):  # type: ignore[misc]
+        def __init__(self, config: dict[str, object]) -> None:
+            seen.append(config)
+            super().__init__(config)
+
+    settings = load(env(OFSYS_KAFKA_PRODUCER_COMPRESSION_TYPE="zstd"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(outputs, "Producer", Recording)
+        outputs.Outputs(settings)
+    [config] = seen
+    assert config["compression.type"] == "zstd"
+    assert config["enable.idempotence"] is True  # the pipeline's own settings stay
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "OFSYS_KAFKA_PRODUCER_SESSION_TIMEOUT_MS",
+            "OFSYS_KAFKA_PRODUCER_SESSION_TIMEOUT_MS: session.timeout.ms is a consumer "
+            "property, not for the producer client (use OFSYS_KAFKA_CONSUMER_SESSION_TIMEOUT_MS)",
+        ),
+        (
+            "OFSYS_KAFKA_CONSUMER_LINGER_MS",
+            "OFSYS_KAFKA_CONSUMER_LINGER_MS: linger.ms is a producer property, not for the "
+            "consumer client (use OFSYS_KAFKA_PRODUCER_LINGER_MS)",
+        ),
+        (
+            "OFSYS_KAFKA_ADMIN_AUTO_OFFSET_RESET",
+            "OFSYS_KAFKA_ADMIN_AUTO_OFFSET_RESET: auto.offset.reset is a consumer property, "
+            "not for the admin client (use OFSYS_KAFKA_CONSUMER_AUTO_OFFSET_RESET)",
+        ),
+        (
+            "OFSYS_KAFKA_ADMIN_ACKS",
+            "OFSYS_KAFKA_ADMIN_ACKS: acks is a producer property, not for the admin client "
+            "(use OFSYS_KAFKA_PRODUCER_ACKS)",
+        ),
+    ],
+)
+def test_a_property_given_to_the_wrong_client_is_one_clear_error(name: str, message: str) -> None:
+    assert config_error(env(**{name: "1"})) == message
+
+
+@pytest.mark.parametrize("name", ["OFSYS_KAFKA_CONSUMER_", "OFSYS_KAFKA_PRODUCER_"])
+def test_a_client_prefix_without_a_property_is_unknown(name: str) -> None:
+    assert config_error(env(**{name: "1"})) == f"unknown option {name}"
+
+
+def test_the_scope_tables_do_not_overlap_and_name_no_client_prefix() -> None:
+    from pipeline.config_kafka import CONSUMER_ONLY, PRODUCER_ONLY
+
+    assert not CONSUMER_ONLY & PRODUCER_ONLY
+    for prop in CONSUMER_ONLY | PRODUCER_ONLY:  # else OFSYS_KAFKA_<CLIENT>_ would be ambiguous
+        assert not prop.startswith(("consumer.", "producer.", "admin.")), prop
 
 
 @pytest.mark.parametrize(
@@ -292,7 +407,7 @@ def test_kafka_config_overrides_win() -> None:
         (
             "OFSYS_METRICS_PORT",
             "65536",
-            "OFSYS_METRICS_PORT must be a port number (0 turns the metrics server off)",
+            "OFSYS_METRICS_PORT must be a port number from 0 to 65535",
         ),
         (
             "OFSYS_TOPIC",
@@ -307,8 +422,32 @@ def test_bad_values(name: str, value: str, message: str) -> None:
     assert config_error(env(**{name: value})) == message
 
 
-def test_non_numeric_value_names_the_variable() -> None:
-    assert config_error(env(OFSYS_CONSUME_BATCH="lots")).startswith("OFSYS_CONSUME_BATCH ")
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("OFSYS_CONSUME_BATCH", "lots", "must be a positive integer"),
+        ("OFSYS_METRICS_PORT", "abc", "must be a port number from 0 to 65535"),
+        ("OFSYS_MAX_CLOCK_SKEW_S", "1.5", "must be 0 or a positive integer"),
+        ("OFSYS_SHUTDOWN_TIMEOUT_S", "soon", "must be a positive number"),
+        ("OFSYS_JOURNEY_TIMEOUT_S", "nan", "must be a positive number"),
+        ("OFSYS_BROKER_OUTAGE_S", "inf", "must be a positive number"),
+    ],
+)
+def test_non_numeric_value_names_the_variable_and_what_it_takes(
+    name: str, value: str, expected: str
+) -> None:
+    """Never int()'s own "invalid literal for int() with base 10: 'abc'"."""
+    assert config_error(env(**{name: value})) == f"{name} {expected}"
+
+
+def test_every_numeric_option_says_what_it_takes() -> None:
+    for option in OPTIONS:
+        if option.default is not None and isinstance(option.default, int | float):
+            if isinstance(option.default, bool):
+                continue
+            message = config_error(env(**{option.env: "abc"}))
+            assert message.startswith(f"{option.env} must be "), message
+            assert "invalid literal" not in message and "could not convert" not in message
 
 
 def test_dlq_topic_default_and_explicit() -> None:
@@ -409,5 +548,5 @@ def test_options_and_settings_fields_are_the_same_names() -> None:
     """OPTIONS declares each option; Settings types it: neither may drift from the other."""
     import dataclasses
 
-    fields = {field.name for field in dataclasses.fields(Settings)} - {"kafka"}
+    fields = {field.name for field in dataclasses.fields(Settings)} - {"kafka", "kafka_overrides"}
     assert {option.field for option in OPTIONS} == fields

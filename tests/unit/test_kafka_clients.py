@@ -1,0 +1,75 @@
+"""The per-client Kafka settings on the real confluent-kafka clients: what librdkafka
+itself says (its CONFWARN lines reach the `ofsys.kafka` logger) when each client is
+built from `Settings.kafka_config`. No broker is needed: CONFWARN is logged when the
+client is created, and served by the first poll."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from pipeline import config
+
+SHARED_SCOPED = {
+    # consumer-only properties given to the shared prefix (the README's examples)
+    "OFSYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
+    "OFSYS_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+    "OFSYS_KAFKA_AUTO_OFFSET_RESET": "earliest",
+    # and producer-only ones
+    "OFSYS_KAFKA_COMPRESSION_TYPE": "lz4",
+    "OFSYS_KAFKA_BATCH_SIZE": "65536",
+}
+
+
+def _settings(**extra: str) -> config.Settings:
+    return config.load(
+        {
+            "OFSYS_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",  # nothing listens: no broker
+            "OFSYS_TOPIC": "t",
+            "OFSYS_JOURNEY_URL": "http://journey.invalid/",
+            "OFSYS_ACCOUNT_KEY": "A" * 32,
+            **SHARED_SCOPED,
+            **extra,
+        }
+    )
+
+
+def _confwarns(caplog: pytest.LogCaptureFixture, build: dict[str, Any]) -> list[str]:
+    """Build each client, poll it once (which serves librdkafka's log queue), and
+    return the CONFWARN lines logged."""
+    with caplog.at_level(logging.DEBUG, logger="ofsys.kafka"):
+        for kind, conf in build.items():
+            if kind == "consumer":
+                consumer = Consumer({**conf, "group.id": "g"})
+                consumer.poll(0.3)
+                consumer.close()
+            elif kind == "producer":
+                producer = Producer(conf)
+                producer.poll(0.3)
+            else:
+                admin = AdminClient(conf)
+                admin.poll(0.3)
+    return [r.getMessage() for r in caplog.records if "CONFWARN" in r.getMessage()]
+
+
+def test_scoped_shared_properties_make_no_confwarn(caplog: pytest.LogCaptureFixture) -> None:
+    settings = _settings()
+    build = {kind: settings.kafka_config(kind) for kind in ("consumer", "producer", "admin")}
+    assert build["consumer"]["session.timeout.ms"] == "6000"
+    assert build["producer"]["compression.type"] == "lz4"
+    assert _confwarns(caplog, build) == []
+
+
+def test_the_check_sees_confwarn_when_a_property_reaches_the_wrong_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The control: the shared properties unscoped (as before) make librdkafka warn, so
+    the test above would see a CONFWARN if there were one."""
+    settings = _settings()
+    unscoped = {**settings.kafka_config("producer"), **settings.kafka}
+    warnings = _confwarns(caplog, {"producer": unscoped})
+    assert any("session.timeout.ms is a consumer property" in w for w in warnings), warnings
