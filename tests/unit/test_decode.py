@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import json
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastavro.schema import to_parsing_canonical_form
 
 from pipeline.errors import DecodeError, PipelineError
+from pipeline.source import decode as decode_module
 from pipeline.source.decode import SingleObjectDecoder, make_decoder
 from pipeline.source.schemas import (
     SINGLE_OBJECT_MAGIC,
@@ -107,9 +109,16 @@ def family() -> SchemaFamily:
     return load_family("site_event")
 
 
-@pytest.fixture(scope="module")
-def decode(family: SchemaFamily) -> SingleObjectDecoder:
-    return SingleObjectDecoder(family)
+@pytest.fixture(scope="module", params=["cavro", "fastavro"])
+def decode(family: SchemaFamily, request: pytest.FixtureRequest) -> Iterator[SingleObjectDecoder]:
+    """Both readers: cavro (when installed), and fastavro alone, as without cavro."""
+    if request.param == "cavro":
+        assert decode_module.cavro is not None  # a dependency: installed everywhere we test
+        yield SingleObjectDecoder(family)
+        return
+    with pytest.MonkeyPatch.context() as patch:  # as on a platform without cavro
+        patch.setattr(decode_module, "cavro", None)
+        yield SingleObjectDecoder(family)
 
 
 def test_family_versions(family: SchemaFamily) -> None:
@@ -274,3 +283,24 @@ def test_strip_logical_types() -> None:
     assert strip_logical_types(raw) == {"type": "record", "fields": [{"type": {"type": "long"}}]}
     assert json.dumps(raw) != json.dumps(strip_logical_types(raw))  # input left alone
     assert raw["fields"][0]["type"]["logicalType"] == "x"
+
+
+def test_cavro_and_fastavro_read_the_same_dicts_from_shop_traffic(family: SchemaFamily) -> None:
+    import itertools
+
+    from pipeline.tools.traffic import Encoder, ShopTraffic, encoded
+
+    traffic = ShopTraffic(seed=5, visitors=200, invalid_rate=0.05)
+    values = [v for _, v in itertools.islice(encoded(traffic, Encoder(family)), 3000)]
+    with_cavro = SingleObjectDecoder(family)
+    fastavro_only = SingleObjectDecoder(family, fastavro_only=True)
+
+    def outcome(decode: SingleObjectDecoder, value: bytes) -> Any:
+        try:
+            return decode(value)
+        except DecodeError as exc:
+            return (exc.reason, exc.detail)
+
+    outcomes = [(outcome(with_cavro, v), outcome(fastavro_only, v)) for v in values]
+    assert all(a == b for a, b in outcomes)
+    assert any(isinstance(a, tuple) for a, _ in outcomes)  # bad records were in the mix
