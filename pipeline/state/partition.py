@@ -24,7 +24,7 @@ from ..journey.commands import Command
 from ..source.changes import Change, LineChange, PageView, ProductView, Purchase
 from .carts import MAX_CART_LINES, Cart, Carts, net_change
 from .compose import command
-from .event_ids import EventIds
+from .event_ids import EventIds, id_hash
 from .identities import Identities
 from .orders import Orders, transaction
 from .records import MARKS_KEY, RECORD_BUDGET, Record, Store, split
@@ -71,7 +71,8 @@ class PartitionState:
         stores = (self._carts, self._event_ids, self._orders, self._identities, self._triggers)
         self._stores: dict[bytes, Store] = {store.prefix: store for store in stores}
         # the stores' containers, aliased: what the hot path and the runtime read
-        self.seen = self._event_ids.seen  # event ids processed, for replays
+        self.event_ids = self._event_ids  # `"<id>" in state.event_ids`: processed?
+        self.seen = self._event_ids.seen  # their hashes (event_ids.py), for replays
         self._new_ids = self._event_ids.new
         self.orders = self._orders.orders  # order id -> event time
         self.identities = self._identities.emails  # cart id (else email) -> email tracked
@@ -95,7 +96,8 @@ class PartitionState:
     def apply(self, change: Change) -> bool:
         """Fold one event in; False when it was a replay (or a repeated transaction)."""
         event_id = change.event_id
-        if event_id in self.seen:
+        id_key = id_hash(event_id)
+        if id_key in self.seen:
             return False
         if type(change) is LineChange:
             if change.added:
@@ -110,8 +112,8 @@ class PartitionState:
                 reason="invalid-value",
                 detail=f"cart.lineItems has more than {MAX_CART_LINES} lines",
             )
-        self.seen.add(event_id)
-        self._new_ids.append(event_id)
+        self.seen.add(id_key)
+        self._new_ids.append(id_key)
         ts = change.ts
         if ts > self.stream_ms:  # noqa: PLR1730  (hot path: cheaper than max())
             self.stream_ms = ts

@@ -637,7 +637,7 @@ def test_a_snapshot_with_too_many_lines_is_refused_before_it_changes_anything() 
     error = caught.value
     assert (error.reason, error.field) == ("invalid-value", "cart.lineItems")
     assert str(MAX_CART_LINES) in error.detail
-    assert "e-2" not in f.state.seen
+    assert "e-2" not in f.state.event_ids
     assert f.state.snapshot() == before
     assert f.state.flush() == []
     # exactly MAX_CART_LINES is a cart
@@ -654,7 +654,7 @@ def test_an_added_line_past_the_limit_is_refused_before_it_changes_anything() ->
     error = caught.value
     assert (error.reason, error.field) == ("invalid-value", "product.id")
     assert str(MAX_CART_LINES) in error.detail
-    assert "e-2" not in f.state.seen
+    assert "e-2" not in f.state.event_ids
     assert f.state.snapshot() == before
     assert f.state.flush() == []
     # adding to a line the cart has is no new line; after a removal there is room again
