@@ -27,6 +27,7 @@ from .config_values import (
     _port,
     _positive_float,
     _positive_int,
+    _rate,
     _topic,
     _url,
     check_account_key,
@@ -99,6 +100,25 @@ OPTIONS: tuple[Option, ...] = (
     Option("shutdown_timeout_s", _positive_float, "max drain time on SIGTERM", default=25.0),
     Option("journey_timeout_s", _positive_float, "timeout of one Journey request", default=10.0),
     Option("retry_max_backoff_s", _positive_float, "cap of the retry backoff", default=30.0),
+    Option(
+        "journey_max_requests_per_s",
+        _rate,
+        "the account's Journey request limit for the whole group; each member takes "
+        "its partitions' share (0: no limit)",
+        default=0.0,
+    ),
+    Option(
+        "journey_max_commands_per_s",
+        _rate,
+        "the account's Journey command limit for the whole group, shared alike (0: no limit)",
+        default=0.0,
+    ),
+    Option(
+        "dlq_retention_ms",
+        _positive_int,
+        "retention.ms of the dead-letter topic when the pipeline creates it (personal data)",
+        default=7 * 86_400_000,
+    ),
     Option(
         "changelog",
         _flag,
@@ -195,6 +215,9 @@ class Settings:
     shutdown_timeout_s: float
     journey_timeout_s: float
     retry_max_backoff_s: float
+    journey_max_requests_per_s: float
+    journey_max_commands_per_s: float
+    dlq_retention_ms: int
     changelog: bool
     retention_carts_s: int
     retention_event_ids_s: int

@@ -70,6 +70,13 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
+def _rate(value: str) -> float:
+    number = float(value)
+    if not 0 <= number < float("inf"):  # also refuses NaN
+        raise ValueError("must be a rate per second, 0 (no limit) or more")
+    return number
+
+
 def _port(value: str) -> int:
     number = int(value)
     if not 0 <= number <= 65535:

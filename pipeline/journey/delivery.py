@@ -12,6 +12,7 @@ it early (by raising). It talks to Journey through any `Transport` (client.py).
 order submitted, so one cart's commands reach Journey in the order of its events. Its
 `wait` sleeps interruptibly and gives up (ShutdownTimeoutError) past the `stop`
 deadline; the loop pauses consumption while it is `retrying`: that is the backpressure.
+A `RateLimit` (ratelimit.py), when set, holds each request back with the same wait.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..runtime.checkpoint import Window
 from .batch import Batch, batches
 from .client import JourneyClient, Transport
 from .commands import Command
+from .ratelimit import RateLimit
 
 __all__ = ["Delivery", "DeliveryWorker", "JourneyClient", "Transport"]
 
@@ -59,7 +61,9 @@ class Delivery:
         wait: Callable[[float], None],
         dead_letter: Callable[[Command, str], None],
         rng: random.Random | None = None,
+        limit: RateLimit | None = None,
     ) -> None:
+        self._limit = limit
         self._transport = transport
         self._uniform = random.uniform if rng is None else rng.uniform
         self._metrics = metrics
@@ -73,6 +77,8 @@ class Delivery:
         attempt = 0
         while pending:
             current = pending[0]
+            if self._limit is not None:
+                self._throttle(len(current))
             started = time.monotonic()
             try:
                 self._transport.send(current)
@@ -125,6 +131,14 @@ class Delivery:
             pending.popleft()
             attempt = 0
 
+    def _throttle(self, commands: int) -> None:
+        """Wait, consumption paused (`wait` is the retries' wait), until this member's
+        share of the group's rate limit lets a request of `commands` go."""
+        assert self._limit is not None
+        while (pause := self._limit.delay(commands)) > 0:
+            self._wait(pause)
+            self._metrics.throttled.inc(pause)
+
     def _accepted(self, batch: Batch, duration: float) -> None:
         metrics = self._metrics
         if self.unauthorized:
@@ -166,9 +180,15 @@ class DeliveryWorker:
         max_commands: int,
         max_bytes: int,
         max_backoff_s: float,
+        limit: RateLimit | None = None,
     ) -> None:
         self._delivery = Delivery(
-            client, metrics, max_backoff_s=max_backoff_s, wait=self._sleep, dead_letter=dead_letter
+            client,
+            metrics,
+            max_backoff_s=max_backoff_s,
+            wait=self._sleep,
+            dead_letter=dead_letter,
+            limit=limit,
         )
         self._max_commands = max_commands
         self._max_bytes = max_bytes

@@ -17,6 +17,7 @@ from .. import logs
 from ..config import Settings
 from ..errors import ConfigError, PipelineError
 from ..journey.delivery import DeliveryWorker, JourneyClient
+from ..journey.ratelimit import from_limits
 from ..metrics import Metrics
 from ..server import Health
 from ..state.partition import RECORD_BUDGET
@@ -80,6 +81,7 @@ def build_parts(settings: Settings, metrics: Metrics) -> Parts:
         lambda record, error: dead_letters.refused(record, "repartition-refused", error.str()),
     )
     client = JourneyClient(settings.journey_url, settings.account_key, settings.journey_timeout_s)
+    limit = from_limits(settings.journey_max_requests_per_s, settings.journey_max_commands_per_s)
     worker = DeliveryWorker(
         client,
         metrics,
@@ -87,6 +89,7 @@ def build_parts(settings: Settings, metrics: Metrics) -> Parts:
         max_commands=settings.batch_max_commands,
         max_bytes=settings.batch_max_bytes,
         max_backoff_s=settings.retry_max_backoff_s,
+        limit=limit,
     )
 
     def monitor(view: LagView) -> Service:
@@ -104,6 +107,7 @@ def build_parts(settings: Settings, metrics: Metrics) -> Parts:
         clock=SystemClock(),
         prepare=lambda: prepare_topics(settings, admin, outputs, store),
         monitor=monitor,
+        limit=limit,
     )
 
 
