@@ -244,6 +244,11 @@ class Settings:
         """Where records not keyed by cart id are re-keyed, partitioned like the input."""
         return f"{self.group_id}.{self.topic}.repartition"
 
+    @property
+    def control_topic(self) -> str:
+        """Forget requests (`ofsys-pipeline forget`), partitioned like the input."""
+        return f"{self.topic}.control"
+
     def kafka_config(self, **overrides: Any) -> dict[str, Any]:
         """librdkafka settings: bootstrap servers, the passthrough, then `overrides`."""
         config: dict[str, Any] = {

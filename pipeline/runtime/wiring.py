@@ -125,9 +125,11 @@ def prepare_topics(
         )
     count = source_partitions or 1
     roomy = {"max.message.bytes": str(max(settings.max_record_bytes + 65_536, 1_048_588))}
-    topics.ensure(admin, settings.dlq_topic, count, roomy)
+    dlq = {**roomy, "retention.ms": str(settings.dlq_retention_ms)}  # it holds personal data
+    topics.ensure(admin, settings.dlq_topic, count, dlq)
     topics.ensure(admin, settings.repartition_topic, count, roomy)
     topics.ensure(admin, settings.triggers_topic, count)
+    topics.ensure(admin, settings.control_topic, count)  # forget requests (control.py)
     written = [settings.dlq_topic, settings.repartition_topic, settings.triggers_topic]
     if store is not None and source_partitions is not None:
         store.ensure(admin, source_partitions)
