@@ -1,4 +1,4 @@
-"""`ofsys-pipeline` command line: run, demo, produce, journey-emulator, bench.
+"""`ofsys-pipeline` command line: run, demo, produce, journey-emulator, bench, forget.
 
 Bad usage or configuration prints one line and exits 2; the account key is never
 echoed (config errors describe its shape, not its value).
@@ -7,6 +7,7 @@ echoed (config errors describe its shape, not its value).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -101,6 +102,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(events=args.events, partitions=args.partitions, plot=args.plot)
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """GDPR erasure: a forget request to the control topic (runtime/control.py)."""
+    from .runtime.control import request_forget
+
+    written = request_forget(
+        email=args.email,
+        cart_id=args.cart,
+        bootstrap=args.bootstrap_servers
+        or os.environ.get("OFSYS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        topic=args.topic
+        or os.environ.get("OFSYS_TOPIC")
+        or _fail("--topic or OFSYS_TOPIC is required"),
+        partitioner=args.partitioner or os.environ.get("OFSYS_PARTITIONER", "murmur2"),
+    )
+    sys.stdout.write(json.dumps(written) + "\n")
+    return 0
+
+
 def _sizes(text: str) -> list[int]:
     """`100000,400000` -> [100000, 400000]: backlog sizes, each a positive integer."""
     try:
@@ -150,6 +169,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=60.0, help="seconds (Ctrl-C stops)")
     demo.add_argument("--rate", type=float, default=2000.0, help="events per second")
     demo.set_defaults(func=cmd_demo)
+
+    forget = sub.add_parser(
+        "forget",
+        help="forget a shopper (GDPR erasure) in the pipeline's state",
+        description="Write a forget request to <topic>.control. The member holding the "
+        "shopper's partition drops their identity, carts, browsing and timers and writes "
+        "changelog tombstones; an address is sent as its SHA-256 only, to every partition "
+        "(a shopper's carts may be on any). Journey's own data is not deleted: ask Ofsys. "
+        "See docs/operations.md, 'Forgetting a shopper'.",
+    )
+    who = forget.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", metavar="ADDRESS", help="every cart and visit tracked for it")
+    who.add_argument("--cart", metavar="ID", help="one cart, with its identity and browsing")
+    forget.add_argument(
+        "--bootstrap-servers", help="default: 127.0.0.1:9092 [env: OFSYS_KAFKA_BOOTSTRAP_SERVERS]"
+    )
+    forget.add_argument("--topic", help="the pipeline's input topic [env: OFSYS_TOPIC]")
+    forget.add_argument(
+        "--partitioner", help="as the pipeline's (default: murmur2) [env: OFSYS_PARTITIONER]"
+    )
+    forget.set_defaults(func=cmd_forget)
 
     bench = sub.add_parser("bench", help="measure events/s against the consume+decode ceiling")
     bench.add_argument("--events", type=int, default=200_000)

@@ -17,6 +17,7 @@ what was erased. Invariant: an address is never written to the topic or to a log
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -138,3 +139,74 @@ class Control:
                 "records_erased": len(tombstones),
             },
         )
+
+
+def request_forget(
+    *, email: str | None, cart_id: str | None, bootstrap: str, topic: str, partitioner: str
+) -> dict[str, Any]:
+    """`ofsys-pipeline forget`: check the shopper named, create the control topic if need
+    be (the input's partition count), write the request(s) and wait for the broker.
+    Bad input raises ConfigError (never echoing an address); what was written, as data."""
+    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka.admin import AdminClient
+
+    from ..config_values import _partitioner, _topic
+    from ..errors import ConfigError, PipelineError
+    from ..source.identity import email_hash, is_email
+    from ..source.normalise import DEFAULT_LIMITS
+    from ..source.partitioner import PARTITIONERS
+    from . import topics
+
+    for check, raw, name in (
+        (_topic, topic, "--topic"),
+        (_partitioner, partitioner, "--partitioner"),
+    ):
+        try:
+            check(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} {exc}") from None
+    if email is not None:
+        address = email.strip().lower()
+        if not is_email(address):
+            raise ConfigError("--email is not an e-mail address")
+    elif cart_id is None or not cart_id.strip() or len(cart_id) > DEFAULT_LIMITS.max_id_chars:
+        raise ConfigError(
+            f"--cart must be a cart id of 1..{DEFAULT_LIMITS.max_id_chars} characters"
+        )
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    count = topics.partitions(admin, topic)
+    if count is None:
+        raise ConfigError(f"input topic {topic} does not exist: nobody to forget")
+    control = f"{topic}.control"
+    topics.ensure(admin, control, count)
+    now_ms = int(time.time() * 1000)
+    if email is not None:
+        hashed = email_hash(email.strip().lower())
+        requests = email_requests(hashed, count, now_ms)
+        request: dict[str, Any] = {"email_sha256": hashed}
+    else:
+        assert cart_id is not None
+        requests = cart_requests(cart_id, count, PARTITIONERS[partitioner], now_ms)
+        request = {"cart": cart_id}
+    failed: list[str] = []
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    try:
+        for key, value, partition in requests:
+            producer.produce(
+                control,
+                value,
+                key,
+                partition=partition,
+                on_delivery=lambda err, _msg: failed.append(str(err)) if err else None,
+            )
+        left = producer.flush(30.0)
+    except KafkaException as exc:
+        raise PipelineError(f"cannot write the forget request: {exc.args[0]}") from exc
+    if left or failed:
+        raise PipelineError(f"the broker did not take the forget request: {failed or left}")
+    return {
+        "forget": "email" if email is not None else "cart",
+        "subject_sha256": subject(request),
+        "topic": control,
+        "partitions": sorted(p for _, _, p in requests),
+    }
