@@ -113,3 +113,30 @@ def test_delivery_waits_for_its_share_and_counts_the_seconds() -> None:
     throttled = metrics.registry.get_sample_value("ofsys_journey_throttled_seconds_total")
     assert throttled == pytest.approx(sum(waits))
     assert throttled == pytest.approx(4.0, abs=0.01)
+
+
+def test_a_429_with_retry_after_still_applies_on_top() -> None:
+    from pipeline.errors import TransientDeliveryError
+
+    clock = FakeClock()
+    limit = RateLimit(100, 0, clock=clock.monotonic)
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        clock.advance(seconds)
+
+    throttled = TransientDeliveryError("429", reason="throttled", retry_after=7.0, status=429)
+    transport = FakeTransport(throttled)
+    delivery = Delivery(
+        transport,
+        Metrics(CollectorRegistry()),
+        max_backoff_s=1.0,
+        wait=wait,
+        dead_letter=lambda c, message: None,
+        limit=limit,
+    )
+    commands = [command(1)]
+    delivery.deliver(Batch(commands, [orjson.dumps(c) for c in commands]))
+    assert len(transport.sent) == 2
+    assert 7.0 in waits  # Journey's Retry-After, whatever the share allowed
