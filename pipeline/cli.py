@@ -104,16 +104,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_forget(args: argparse.Namespace) -> int:
     """GDPR erasure: a forget request to the control topic (runtime/control.py)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
     from .runtime.control import request_forget
 
+    topic = args.topic or os.environ.get("OFSYS_TOPIC")
+    if not topic:
+        _fail("--topic or OFSYS_TOPIC is required")
+    kafka = {
+        "bootstrap.servers": args.bootstrap_servers
+        or os.environ.get("OFSYS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    }
     written = request_forget(
+        AdminClient(kafka),
+        Producer({**kafka, "enable.idempotence": True}),
         email=args.email,
         cart_id=args.cart,
-        bootstrap=args.bootstrap_servers
-        or os.environ.get("OFSYS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        topic=args.topic
-        or os.environ.get("OFSYS_TOPIC")
-        or _fail("--topic or OFSYS_TOPIC is required"),
+        topic=topic,
         partitioner=args.partitioner or os.environ.get("OFSYS_PARTITIONER", "murmur2"),
     )
     sys.stdout.write(json.dumps(written) + "\n")

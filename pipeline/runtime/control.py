@@ -142,13 +142,19 @@ class Control:
 
 
 def request_forget(
-    *, email: str | None, cart_id: str | None, bootstrap: str, topic: str, partitioner: str
+    admin: Any,
+    producer: Any,
+    *,
+    email: str | None,
+    cart_id: str | None,
+    topic: str,
+    partitioner: str,
 ) -> dict[str, Any]:
-    """`ofsys-pipeline forget`: check the shopper named, create the control topic if need
-    be (the input's partition count), write the request(s) and wait for the broker.
-    Bad input raises ConfigError (never echoing an address); what was written, as data."""
-    from confluent_kafka import KafkaException, Producer
-    from confluent_kafka.admin import AdminClient
+    """`ofsys-pipeline forget` (the CLI builds the clients): check the shopper named,
+    create the control topic if need be (the input's partition count), write the
+    request(s) and wait for the broker. Bad input raises ConfigError (never echoing an
+    address); returns what was written, as data."""
+    from confluent_kafka import KafkaException
 
     from ..config_values import _partitioner, _topic
     from ..errors import ConfigError, PipelineError
@@ -173,7 +179,6 @@ def request_forget(
         raise ConfigError(
             f"--cart must be a cart id of 1..{DEFAULT_LIMITS.max_id_chars} characters"
         )
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     count = topics.partitions(admin, topic)
     if count is None:
         raise ConfigError(f"input topic {topic} does not exist: nobody to forget")
@@ -181,7 +186,7 @@ def request_forget(
     topics.ensure(admin, control, count)
     now_ms = int(time.time() * 1000)
     if email is not None:
-        hashed = email_hash(email.strip().lower())
+        hashed = email_hash(address)
         requests = email_requests(hashed, count, now_ms)
         request: dict[str, Any] = {"email_sha256": hashed}
     else:
@@ -189,7 +194,6 @@ def request_forget(
         requests = cart_requests(cart_id, count, PARTITIONERS[partitioner], now_ms)
         request = {"cart": cart_id}
     failed: list[str] = []
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     try:
         for key, value, partition in requests:
             producer.produce(
