@@ -71,7 +71,10 @@ def _non_negative_int(value: str) -> int:
 
 
 def _rate(value: str) -> float:
-    number = float(value)
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
     if not 0 <= number < float("inf"):  # also refuses NaN
         raise ValueError("must be a rate per second, 0 (no limit) or more")
     return number

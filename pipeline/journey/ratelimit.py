@@ -63,7 +63,7 @@ class RateLimit:
         """Take `assigned` of `total` input partitions' share of the group's limits."""
         with self._lock:
             now = self._clock()
-            self.fraction = assigned / total if total > 0 else 0.0
+            self.fraction = min(assigned, total) / total if total > 0 else 0.0
             for bucket, limit in zip(self._buckets, self.limits, strict=True):
                 bucket.refill(now)
                 bucket.rate = limit * self.fraction

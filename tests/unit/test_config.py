@@ -313,6 +313,11 @@ def test_kafka_config_overrides_win() -> None:
             "nan",
             "OFSYS_JOURNEY_MAX_COMMANDS_PER_S must be a rate per second, 0 (no limit) or more",
         ),
+        (
+            "OFSYS_JOURNEY_MAX_COMMANDS_PER_S",
+            "lots",
+            "OFSYS_JOURNEY_MAX_COMMANDS_PER_S must be a rate per second, 0 (no limit) or more",
+        ),
         ("OFSYS_DLQ_RETENTION_MS", "0", "OFSYS_DLQ_RETENTION_MS must be a positive integer"),
     ],
 )
