@@ -173,6 +173,17 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 [(rate("ofsys_journey_retries_total", "reason"), "{{reason}}")],
             ),
             (
+                "Journey rate limit: throttled, and erasures",
+                "timeseries",
+                "short",
+                "Seconds per second each pod waited for its share of the group's Journey "
+                "rate limit (OFSYS_JOURNEY_MAX_*_PER_S), and shoppers forgotten per second.",
+                [
+                    (rate("ofsys_journey_throttled_seconds_total", "pod"), "throttled {{pod}}"),
+                    (rate("ofsys_erasures_total", "kind"), "erased by {{kind}}"),
+                ],
+            ),
+            (
                 "Dead letters by reason",
                 "timeseries",
                 "ops",

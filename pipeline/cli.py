@@ -1,4 +1,4 @@
-"""`ofsys-pipeline` command line: run, demo, produce, journey-emulator, bench.
+"""`ofsys-pipeline` command line: run, demo, produce, journey-emulator, bench, forget.
 
 Bad usage or configuration prints one line and exits 2; the account key is never
 echoed (config errors describe its shape, not its value).
@@ -7,6 +7,7 @@ echoed (config errors describe its shape, not its value).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -102,6 +103,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .tools.bench import run_bench
 
     return run_bench(events=args.events, partitions=args.partitions, plot=args.plot)
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    """GDPR erasure: a forget request to the control topic (runtime/control.py)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
+    from .runtime.control import request_forget
+
+    topic = args.topic or os.environ.get("OFSYS_TOPIC")
+    if not topic:
+        _fail("--topic or OFSYS_TOPIC is required")
+    kafka = {
+        "bootstrap.servers": args.bootstrap_servers
+        or os.environ.get("OFSYS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    }
+    written = request_forget(
+        AdminClient(kafka),
+        Producer({**kafka, "enable.idempotence": True}),
+        email=args.email,
+        cart_id=args.cart,
+        topic=topic,
+        partitioner=args.partitioner or os.environ.get("OFSYS_PARTITIONER", "murmur2"),
+    )
+    sys.stdout.write(json.dumps(written) + "\n")
+    return 0
 
 
 def _sizes(text: str) -> list[int]:
@@ -246,6 +273,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of the pipeline's /metrics, /healthz and /readyz (taken: any free port; 0: off)",
     )
     demo.set_defaults(func=cmd_demo)
+
+    forget = sub.add_parser(
+        "forget",
+        help="forget a shopper (GDPR erasure) in the pipeline's state",
+        description="Write a forget request to <topic>.control. The member holding the "
+        "shopper's partition drops their identity, carts, browsing and timers and writes "
+        "changelog tombstones; an address is sent as its SHA-256 only, to every partition "
+        "(a shopper's carts may be on any). Journey's own data is not deleted: ask Ofsys. "
+        "See docs/operations.md, 'Forgetting a shopper'.",
+    )
+    who = forget.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", metavar="ADDRESS", help="every cart and visit tracked for it")
+    who.add_argument("--cart", metavar="ID", help="one cart, with its identity and browsing")
+    forget.add_argument(
+        "--bootstrap-servers", help="default: 127.0.0.1:9092 [env: OFSYS_KAFKA_BOOTSTRAP_SERVERS]"
+    )
+    forget.add_argument("--topic", help="the pipeline's input topic [env: OFSYS_TOPIC]")
+    forget.add_argument(
+        "--partitioner", help="as the pipeline's (default: murmur2) [env: OFSYS_PARTITIONER]"
+    )
+    forget.set_defaults(func=cmd_forget)
 
     bench = _subcommand(
         sub,

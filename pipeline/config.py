@@ -29,6 +29,7 @@ from .config_values import (
     _port,
     _positive_float,
     _positive_int,
+    _rate,
     _topic,
     _url,
     check_account_key,
@@ -106,6 +107,25 @@ OPTIONS: tuple[Option, ...] = (
         _in_flight,
         "Journey requests at once (1-64); a cart's commands stay in order",
         default=8,
+    ),
+    Option(
+        "journey_max_requests_per_s",
+        _rate,
+        "the account's Journey request limit for the whole group; each member takes "
+        "its partitions' share (0: no limit)",
+        default=0.0,
+    ),
+    Option(
+        "journey_max_commands_per_s",
+        _rate,
+        "the account's Journey command limit for the whole group, shared alike (0: no limit)",
+        default=0.0,
+    ),
+    Option(
+        "dlq_retention_ms",
+        _positive_int,
+        "retention.ms of the dead-letter topic when the pipeline creates it (personal data)",
+        default=7 * 86_400_000,
     ),
     Option(
         "changelog",
@@ -203,6 +223,9 @@ class Settings:
     journey_timeout_s: float
     journey_max_in_flight: int
     retry_max_backoff_s: float
+    journey_max_requests_per_s: float
+    journey_max_commands_per_s: float
+    dlq_retention_ms: int
     changelog: bool
     retention_carts_s: int
     retention_event_ids_s: int
@@ -231,6 +254,11 @@ class Settings:
     def repartition_topic(self) -> str:
         """Where records not keyed by cart id are re-keyed, partitioned like the input."""
         return f"{self.group_id}.{self.topic}.repartition"
+
+    @property
+    def control_topic(self) -> str:
+        """Forget requests (`ofsys-pipeline forget`), partitioned like the input."""
+        return f"{self.topic}.control"
 
     def kafka_config(self, client: KafkaClient, **overrides: Any) -> dict[str, Any]:
         """librdkafka settings of one kind of client: bootstrap servers, the shared

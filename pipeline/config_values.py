@@ -105,6 +105,16 @@ def _any_int(value: str) -> int:
     return _int(value, "must be an integer")
 
 
+def _rate(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 <= number < float("inf"):  # also refuses NaN
+        raise ValueError("must be a rate per second, 0 (no limit) or more")
+    return number
+
+
 def _port(value: str) -> int:
     expected = "must be a port number from 0 to 65535"
     number = _int(value, expected)

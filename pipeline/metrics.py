@@ -26,6 +26,7 @@ from .source.normalise import EVENT_NAMES
 
 EVENT_LABELS = (*EVENT_NAMES, "other")
 OUTCOMES = ("processed", "skipped", "duplicate", "dead_lettered", "repartitioned")
+ERASURE_KINDS = ("cart", "email")
 BATCH_RESULTS = ("accepted", "rejected", "retried", "unauthorized")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
@@ -91,6 +92,19 @@ class Metrics:
         self.backpressure = Gauge(
             "ofsys_backpressure",
             "1 while consumption is paused for a retrying delivery.",
+            registry=registry,
+        )
+        self.throttled = Counter(
+            "ofsys_journey_throttled_seconds_total",
+            "Seconds delivery waited for this member's share of the group's Journey rate "
+            "limit (OFSYS_JOURNEY_MAX_*_PER_S); consumption is paused meanwhile.",
+            registry=registry,
+        )
+        self.erasures = Counter(
+            "ofsys_erasures_total",
+            "Forget requests (GDPR erasure) applied to a partition's state, by what named "
+            "the shopper.",
+            ["kind"],
             registry=registry,
         )
         self.dead_letters = Counter(
@@ -199,5 +213,7 @@ class Metrics:
             self.dead_letters.labels(dead)
         for name in ("AbandonedCart", "BrowseAbandonment"):
             self.triggers.labels(name)
+        for erased in ERASURE_KINDS:
+            self.erasures.labels(erased)
         for kind in ("assigned", "revoked", "lost"):
             self.rebalances.labels(kind)

@@ -8,6 +8,7 @@ dead-lettering. Invariant: `deliver` returns only once every command of the batc
 accepted or dead-lettered, in their order; it never drops one, and only `wait` can end
 it early (by raising). It talks to Journey through any `Transport` (client.py).
 `DeliveryWorker` (worker.py) runs it on its lanes.
+A `RateLimit` (ratelimit.py), when set, holds each request back with the same wait.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..metrics import Metrics
 from .batch import Batch
 from .client import JourneyClient, Transport
 from .commands import Command
+from .ratelimit import RateLimit
 
 __all__ = ["Delivery", "JourneyClient", "Transport"]
 
@@ -47,7 +49,9 @@ class Delivery:
         wait: Callable[[float], None],
         dead_letter: Callable[[Command, str], None],
         rng: random.Random | None = None,
+        limit: RateLimit | None = None,
     ) -> None:
+        self._limit = limit
         self._transport = transport
         self._uniform = random.uniform if rng is None else rng.uniform
         self._metrics = metrics
@@ -61,6 +65,8 @@ class Delivery:
         attempt = 0
         while pending:
             current = pending[0]
+            if self._limit is not None:
+                self._throttle(len(current))
             started = time.monotonic()
             try:
                 with self._metrics.in_flight.track_inprogress():
@@ -113,6 +119,14 @@ class Delivery:
             self._accepted(current, time.monotonic() - started)
             pending.popleft()
             attempt = 0
+
+    def _throttle(self, commands: int) -> None:
+        """Wait, consumption paused (`wait` is the retries' wait), until this member's
+        share of the group's rate limit lets a request of `commands` go."""
+        assert self._limit is not None
+        while (pause := self._limit.delay(commands)) > 0:
+            self._wait(pause)
+            self._metrics.throttled.inc(pause)
 
     def _accepted(self, batch: Batch, duration: float) -> None:
         metrics = self._metrics

@@ -28,6 +28,7 @@ from .batch import batches
 from .client import Transport
 from .commands import Command
 from .delivery import Delivery
+from .ratelimit import RateLimit
 
 log = logs.get("deliver")
 
@@ -63,6 +64,7 @@ class DeliveryWorker:
         max_bytes: int,
         max_backoff_s: float,
         lanes: int = 1,
+        limit: RateLimit | None = None,
     ) -> None:
         self._max_commands = max_commands
         self._max_bytes = max_bytes
@@ -74,6 +76,7 @@ class DeliveryWorker:
                 max_backoff_s=max_backoff_s,
                 wait=functools.partial(self._sleep, lane),
                 dead_letter=dead_letter,
+                limit=limit,  # one bucket for every lane: the member's share
             )
             for lane in range(self._lanes)
         ]

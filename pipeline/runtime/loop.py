@@ -35,6 +35,7 @@ from ..state.partition import PartitionState
 from .backpressure import Backpressure
 from .changelog import retention, trigger_settings
 from .checkpoint import COMMIT_FLUSH_S, Checkpoint, Deadline
+from .control import Control
 from .offsets import LateError, bounded
 from .ports import LagView, Parts, Service
 from .process import Processor
@@ -91,6 +92,14 @@ class Pipeline(Rebalancing):
             process=self._process,
             paused=lambda: self._backpressure.paused,
         )
+        self._control = Control(
+            settings.control_topic,
+            states=self.states,
+            checkpoint=self.checkpoint,
+            replaying=lambda partition: partition in self.replay.stops,
+            metrics=metrics,
+            changelog=parts.store is not None,
+        )
         self._backpressure = Backpressure(
             settings,
             metrics,
@@ -142,7 +151,7 @@ class Pipeline(Rebalancing):
         settings, parts = self.settings, self.parts
         self._process.source_partitions = parts.prepare()
         self._consumer.subscribe(
-            [self.topic, settings.repartition_topic],
+            [self.topic, settings.repartition_topic, settings.control_topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -163,6 +172,7 @@ class Pipeline(Rebalancing):
         timeout = min(max(self._seal_at - clock.monotonic(), 0.0), 0.2)
         records = self._consumer.consume(self.settings.consume_batch, timeout)
         self._polled()
+        records = self._control.take(records)  # forget requests out, applied (control.py)
         if records:
             self._backpressure.watch.ok()
             if self.replay:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from confluent_kafka import TopicPartition
 
 from ..journey.commands import Command
+from ..journey.ratelimit import RateLimit
 from ..state.partition import PartitionState
 from .checkpoint import Window
 from .lag import BrokerWatch
@@ -158,6 +159,7 @@ class Parts:
     clock: Clock
     prepare: Callable[[], int]  # ready the topics; the input's partition count
     monitor: Callable[[LagView], Service] | None = None
+    limit: RateLimit | None = None  # the delivery's share of the group's rate limit
 
 
 @dataclass(frozen=True)

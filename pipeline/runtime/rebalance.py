@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .backpressure import Backpressure
     from .checkpoint import Checkpoint
     from .ports import Clock, Parts
+    from .process import Processor
     from .replay import Replay
 
 log = logs.get("app")
@@ -50,6 +51,7 @@ class Rebalancing:
     _retention: Retention
     _triggers: TriggerSettings
     _drained: bool
+    _process: Processor
     _stop_at: float | None
 
     if TYPE_CHECKING:
@@ -142,6 +144,8 @@ class Rebalancing:
         assigned = len(self.states)
         self.metrics.assigned.set(assigned)
         self.health.assigned = assigned
+        if self.parts.limit is not None:  # this member's share of the group's rate limit
+            self.parts.limit.share(assigned, self._process.source_partitions)
         by_topic: dict[str, list[int]] = {self.topic: []}  # one line per topic, input first
         for tp in partitions:
             by_topic.setdefault(tp.topic, []).append(tp.partition)

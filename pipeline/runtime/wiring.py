@@ -17,6 +17,7 @@ from .. import logs
 from ..config import Settings
 from ..errors import ConfigError, PipelineError
 from ..journey.client import JourneyClient
+from ..journey.ratelimit import from_limits
 from ..journey.worker import DeliveryWorker
 from ..metrics import Metrics
 from ..server import Health
@@ -82,6 +83,7 @@ def build_parts(settings: Settings, metrics: Metrics) -> Parts:
         lambda record, error: dead_letters.refused(record, "repartition-refused", error.str()),
     )
     client = JourneyClient(settings.journey_url, settings.account_key, settings.journey_timeout_s)
+    limit = from_limits(settings.journey_max_requests_per_s, settings.journey_max_commands_per_s)
     worker = DeliveryWorker(
         client,
         metrics,
@@ -90,6 +92,7 @@ def build_parts(settings: Settings, metrics: Metrics) -> Parts:
         max_bytes=settings.batch_max_bytes,
         max_backoff_s=settings.retry_max_backoff_s,
         lanes=settings.journey_max_in_flight,
+        limit=limit,
     )
 
     def monitor(view: LagView) -> Service:
@@ -107,6 +110,7 @@ def build_parts(settings: Settings, metrics: Metrics) -> Parts:
         clock=SystemClock(),
         prepare=lambda: prepare_topics(settings, admin, outputs, store),
         monitor=monitor,
+        limit=limit,
     )
 
 
@@ -124,9 +128,11 @@ def prepare_topics(
         )
     count = source_partitions or 1
     roomy = {"max.message.bytes": str(max(settings.max_record_bytes + 65_536, 1_048_588))}
-    topics.ensure(admin, settings.dlq_topic, count, roomy)
+    dlq = {**roomy, "retention.ms": str(settings.dlq_retention_ms)}  # it holds personal data
+    topics.ensure(admin, settings.dlq_topic, count, dlq)
     topics.ensure(admin, settings.repartition_topic, count, roomy)
     topics.ensure(admin, settings.triggers_topic, count)
+    topics.ensure(admin, settings.control_topic, count)  # forget requests (control.py)
     written = [settings.dlq_topic, settings.repartition_topic, settings.triggers_topic]
     if store is not None and source_partitions is not None:
         store.ensure(admin, source_partitions)

@@ -6,6 +6,7 @@ Invalid addresses are dropped and counted (`Identity.invalid`, the metric
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from typing import Any
 
@@ -52,6 +53,12 @@ def is_email(address: str) -> bool:
         if not 0 < len(label) <= 63 or label[0] == "-" or label[-1] == "-":
             return False
     return True
+
+
+def email_hash(email: str) -> str:
+    """SHA-256 (hex) of a normalised address: how a forget request names a shopper, and
+    how the erasure is logged, so the address itself is neither sent nor logged."""
+    return hashlib.sha256(email.encode()).hexdigest()
 
 
 class Identity:

@@ -127,6 +127,15 @@ class Carts:
             cart.close()
             self.touched.add(cart_id)
 
+    def drop(self, cart_id: str) -> list[Record]:
+        """Erase the cart (a forget request): its tombstone, if the partition held it."""
+        self.dirty.pop(cart_id, None)
+        self.touched.discard(cart_id)
+        self._recent.discard(cart_id)
+        if self.carts.pop(cart_id, None) is None:
+            return []
+        return [(key(PREFIX, cart_id), None)]
+
     def changes(self) -> list[Record]:
         """Records of the carts touched since the last call; every COMPACT_EVERY calls
         (or when many carts were used) a compaction pass."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import orjson
 
+from ..source.identity import email_hash
 from .records import Record, key
 
 PREFIX = b"i"
@@ -56,11 +57,17 @@ class Identities:
                 self.since[name] = ms
         return 0
 
-    def forget(self, cart_id: str) -> list[Record]:
-        """The expired cart's identity, if it had one, with its tombstone."""
-        if self.emails.pop(cart_id, None) is None:
+    def forget(self, name: str) -> list[Record]:
+        """The identity of an expired (or erased) cart or visitor, with its tombstone."""
+        self.since.pop(name, None)
+        if self.emails.pop(name, None) is None:
             return []
-        return [(key(PREFIX, cart_id), None)]
+        return [(key(PREFIX, name), None)]
+
+    def named(self, email_sha256: str) -> set[str]:
+        """The carts and cartless visitors whose tracked email has this hash (a forget
+        request names an address by its hash only)."""
+        return {name for name, email in self.emails.items() if email_hash(email) == email_sha256}
 
     def expire(self, now_ms: int) -> list[Record]:
         """Cartless visitors tracked longer ago than the retention."""

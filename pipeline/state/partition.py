@@ -215,6 +215,24 @@ class PartitionState:
         """Timers after a restore (see `Triggers.rearm`)."""
         self._triggers.rearm(self.stream_ms)
 
+    def forget(self, cart_id: str | None = None, email_sha256: str | None = None) -> list[Record]:
+        """Erase a shopper (GDPR): the cart named, or every cart and cartless visitor
+        the email (named by its hash) was tracked for, with their identities, browsing,
+        timers and commands not yet sent. Event and order ids stay: they hold nothing of
+        the shopper and keep replayed records out. Returns the changelog tombstones."""
+        names = self._identities.named(email_sha256) if email_sha256 else set()
+        if cart_id is not None:
+            names.add(cart_id)
+        emails = {self.identities[name] for name in names if name in self.identities}
+        gone: list[Record] = []
+        for name in names:
+            gone += self._carts.drop(name) + self._identities.forget(name)
+            gone += self._triggers.drop(name)
+        self.outbox = [
+            c for c in self.outbox if c["cartId"] not in names and c["email"] not in emails
+        ]
+        return gone
+
     # -- durability ------------------------------------------------------------------
 
     def changes(self) -> list[Record]:

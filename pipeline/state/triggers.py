@@ -135,6 +135,20 @@ class Triggers:
         self._awaiting.pop(cart_id, None)
         self.added_to_cart(cart_id)
 
+    def drop(self, name: str) -> list[Record]:
+        """Erase a cart's or visitor's browsing, timers and wait for an email (a forget
+        request): nothing fires for it afterwards. The browsing tombstone, if any."""
+        self._awaiting.pop(name, None)
+        self._changed.discard(name)
+        timers = self.timers
+        if (CART, name) in timers.armed or (BROWSE, name) in timers.armed:
+            timers.armed.difference_update(((CART, name), (BROWSE, name)))
+            timers.heap[:] = [entry for entry in timers.heap if entry[2] != name]
+            heapq.heapify(timers.heap)
+        if self.browsing.pop(name, None) is None:
+            return []
+        return [(key(PREFIX, name), None)]
+
     # -- firing ------------------------------------------------------------------------
 
     def fire_due(self, now_ms: int) -> list[Command]:

@@ -42,7 +42,11 @@ def fake_parts(
     two pipelines (two members of one group)."""
     clock = clock or FakeClock()
     consumer = consumer or FakeConsumer(
-        {settings.topic: partitions, settings.repartition_topic: partitions},
+        {
+            settings.topic: partitions,
+            settings.repartition_topic: partitions,
+            settings.control_topic: partitions,
+        },
         settings.partitioner,
     )
     outputs = outputs or FakeOutputs(clock=clock)

@@ -35,7 +35,16 @@ COMMANDS = sorted(_subparsers())
 
 
 def test_the_commands() -> None:
-    assert COMMANDS == ["bench", "demo", "explain", "journey-emulator", "produce", "replay", "run"]
+    assert COMMANDS == [
+        "bench",
+        "demo",
+        "explain",
+        "forget",
+        "journey-emulator",
+        "produce",
+        "replay",
+        "run",
+    ]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

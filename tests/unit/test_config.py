@@ -59,6 +59,9 @@ def test_load_with_defaults() -> None:
         journey_timeout_s=10.0,
         retry_max_backoff_s=30.0,
         journey_max_in_flight=8,
+        journey_max_requests_per_s=0.0,
+        journey_max_commands_per_s=0.0,
+        dlq_retention_ms=7 * 86_400_000,
         changelog=True,
         retention_carts_s=30 * 86400,
         retention_event_ids_s=86400,
@@ -416,6 +419,22 @@ def test_the_scope_tables_do_not_overlap_and_name_no_client_prefix() -> None:
         ),
         ("OFSYS_GROUP_ID", "  ", "OFSYS_GROUP_ID must not be empty"),
         ("OFSYS_LOG_LEVEL", "verbose", "OFSYS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
+        (
+            "OFSYS_JOURNEY_MAX_REQUESTS_PER_S",
+            "-1",
+            "OFSYS_JOURNEY_MAX_REQUESTS_PER_S must be a rate per second, 0 (no limit) or more",
+        ),
+        (
+            "OFSYS_JOURNEY_MAX_COMMANDS_PER_S",
+            "nan",
+            "OFSYS_JOURNEY_MAX_COMMANDS_PER_S must be a rate per second, 0 (no limit) or more",
+        ),
+        (
+            "OFSYS_JOURNEY_MAX_COMMANDS_PER_S",
+            "lots",
+            "OFSYS_JOURNEY_MAX_COMMANDS_PER_S must be a rate per second, 0 (no limit) or more",
+        ),
+        ("OFSYS_DLQ_RETENTION_MS", "0", "OFSYS_DLQ_RETENTION_MS must be a positive integer"),
     ],
 )
 def test_bad_values(name: str, value: str, message: str) -> None:
