@@ -43,7 +43,12 @@ def test_the_run_log_reads_right(harness: Harness) -> None:
         if entry["message"] == "partitions assigned"
     }
     repartition = f"{harness.group}.{harness.topic}.repartition"
-    assert assigned == {harness.topic: [0, 1, 2, 3], repartition: [0, 1, 2, 3]}
+    control = f"{harness.topic}.control"
+    assert assigned == {
+        harness.topic: [0, 1, 2, 3],
+        repartition: [0, 1, 2, 3],
+        control: [0, 1, 2, 3],
+    }
     messages = [entry["message"] for entry in entries]
     drained = messages.index("drained and committed; exiting")
     assert not [m for m in messages[drained:] if str(m).startswith("no partitions assigned")]
