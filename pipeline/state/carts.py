@@ -23,7 +23,7 @@ from .records import Record, key
 PREFIX = b"c"
 MAX_CART_LINES = 500  # a cart's record stays far below RECORD_BUDGET
 COMPACT_EVERY = 30  # windows between compaction passes (about 30 s at the default window)
-COMPACT_RECENT_MAX = 50_000  # or sooner, when this many carts were used since the last pass
+COMPACT_RECENT_MAX = 10_000  # or sooner, when this many carts were used since the last pass
 
 __all__ = ["COMPACT_EVERY", "MAX_CART_LINES", "PREFIX", "Cart", "Carts", "cart_ms", "net_change"]
 
@@ -76,14 +76,17 @@ class Carts:
     changed since the last `changes()` (`touched`)."""
 
     prefix = PREFIX  # of its changelog keys
-    __slots__ = ("_calls", "_recent", "carts", "dirty", "retention_ms", "touched")
+    __slots__ = ("_calls", "_previous", "_recent", "carts", "dirty", "retention_ms", "touched")
 
     def __init__(self, retention_ms: int) -> None:
         self.retention_ms = retention_ms
         self.carts: dict[str, Cart | bytes] = {}  # bytes: compact, idle since a pass
         self.dirty: dict[str, Cart] = {}  # net change not yet sent
         self.touched: set[str] = set()  # record not yet written
-        self._recent: set[str] = set()  # touched since the last compaction
+        # carts that may be objects: used since the last compaction pass, and in the
+        # interval before it; every other cart is compact (bytes)
+        self._recent: set[str] = set()
+        self._previous: set[str] = set()
         self._calls = 0
 
     def check_room(self, cart_id: str, product_id: str) -> None:
@@ -106,6 +109,7 @@ class Carts:
         cart = self.carts.get(cart_id)
         if type(cart) is bytes:
             cart = self.carts[cart_id] = Cart.load(cart)
+            self._recent.add(cart_id)  # an object now: compacted again by a later pass
         return cart  # type: ignore[return-value]
 
     def open(self, cart_id: str, ts: int) -> Cart:
@@ -132,6 +136,7 @@ class Carts:
         self.dirty.pop(cart_id, None)
         self.touched.discard(cart_id)
         self._recent.discard(cart_id)
+        self._previous.discard(cart_id)
         if self.carts.pop(cart_id, None) is None:
             return []
         return [(key(PREFIX, cart_id), None)]
@@ -153,12 +158,15 @@ class Carts:
 
     def compact(self) -> None:
         """Keep carts idle since the last pass in their compact form (a third of the
-        memory); carts in use stay objects, so a busy cart is not re-parsed per window."""
+        memory); carts in use stay objects, so a busy cart is not re-parsed per window.
+        A pass looks only at the carts used in the interval before the last one (the
+        only other objects): its cost follows the traffic, not the carts held."""
         recent, dirty, carts = self._recent, self.dirty, self.carts
-        for cart_id, cart in carts.items():
+        for cart_id in self._previous:
+            cart = carts.get(cart_id)
             if isinstance(cart, Cart) and cart_id not in recent and cart_id not in dirty:
                 carts[cart_id] = cart.dump()
-        recent.clear()
+        self._previous, self._recent = recent, set()
 
     def load(self, name: str, value: bytes | None) -> int:
         if value is None:

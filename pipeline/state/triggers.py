@@ -45,18 +45,20 @@ class Timers:
 
     def __init__(self) -> None:
         self.heap: list[tuple[int, int, str]] = []  # (due ms, kind, key)
-        self.armed: set[tuple[int, str]] = set()  # (kind, key) of each entry in `heap`
+        # the keys with an entry in `heap`, per kind (no tuple per entry: memory)
+        self.armed: tuple[set[str], set[str]] = (set(), set())
 
     def arm(self, kind: int, key: str, due_ms: int) -> None:
-        if (kind, key) not in self.armed:
-            self.armed.add((kind, key))
+        armed = self.armed[kind]
+        if key not in armed:
+            armed.add(key)
             heapq.heappush(self.heap, (due_ms, kind, key))
 
     def pop_due(self, now_ms: int) -> tuple[int, int, str] | None:
         """The next entry due by `now_ms`, disarmed; the caller re-arms it if needed."""
         if self.heap and self.heap[0][0] <= now_ms:
             entry = heapq.heappop(self.heap)
-            self.armed.discard((entry[1], entry[2]))
+            self.armed[entry[1]].discard(entry[2])
             return entry
         return None
 
@@ -88,7 +90,7 @@ class Triggers:
         self.settings = settings
         self._cart_after_ms = settings.cart_after_ms if settings is not None else 0
         self.timers = Timers()
-        self._armed, self._heap = self.timers.armed, self.timers.heap  # for `cart_active`
+        self._armed, self._heap = self.timers.armed[CART], self.timers.heap  # `cart_active`
         self.browsing: dict[str, list[Any]] = {}  # visitor key -> [last view ms, product ids]
         self._changed: set[str] = set()  # browsing entries whose record is not written
         self._awaiting: dict[str, int] = {}  # quiet cart id -> its activity time
@@ -99,9 +101,8 @@ class Triggers:
 
     def cart_active(self, cart_id: str, ts: int) -> None:
         """A cart changed at `ts`: armed to fall due `cart_after_ms` later (hot path)."""
-        key = (CART, cart_id)
-        if key not in self._armed:  # Timers.arm, inlined
-            self._armed.add(key)
+        if cart_id not in self._armed:  # Timers.arm, inlined
+            self._armed.add(cart_id)
             heapq.heappush(self._heap, (ts + self._cart_after_ms, CART, cart_id))
 
     def viewed(self, key: str | None, product_id: str, ts: int) -> None:
@@ -141,8 +142,9 @@ class Triggers:
         self._awaiting.pop(name, None)
         self._changed.discard(name)
         timers = self.timers
-        if (CART, name) in timers.armed or (BROWSE, name) in timers.armed:
-            timers.armed.difference_update(((CART, name), (BROWSE, name)))
+        if name in timers.armed[CART] or name in timers.armed[BROWSE]:
+            timers.armed[CART].discard(name)
+            timers.armed[BROWSE].discard(name)
             timers.heap[:] = [entry for entry in timers.heap if entry[2] != name]
             heapq.heapify(timers.heap)
         if self.browsing.pop(name, None) is None:

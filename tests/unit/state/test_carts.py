@@ -97,3 +97,18 @@ def test_a_cart_with_max_lines_takes_no_new_line() -> None:
     carts.check_room("c-1", "sku-0")  # an existing line: fine
     with pytest.raises(InvalidEventError):
         carts.check_room("c-1", "sku-new")
+
+
+def test_a_cart_parsed_to_be_read_is_compacted_again_by_later_passes() -> None:
+    carts = Carts(DAY)
+    for n in range(100):
+        carts.open(f"c-{n}", 1000).add("sku-1", 1, "Kettle", 10.0)
+    carts.dirty.clear()
+    carts.changes()
+    carts.compact()
+    carts.compact()
+    assert all(isinstance(cart, bytes) for cart in carts.carts.values())
+    assert isinstance(carts.held("c-7"), Cart)  # read (a trigger), not changed
+    carts.compact()
+    carts.compact()
+    assert all(isinstance(cart, bytes) for cart in carts.carts.values())
