@@ -77,28 +77,24 @@ def _number(value: str, expected: str) -> float:
     return number
 
 
-def _positive_int(value: str) -> int:
-    expected = "must be a positive integer"
+def _int_within(value: str, low: int, high: float, expected: str) -> int:
+    """`value` as an integer from `low` to `high`, or ValueError(`expected`)."""
     number = _int(value, expected)
-    if number <= 0:
+    if not low <= number <= high:
         raise ValueError(expected)
     return number
+
+
+def _positive_int(value: str) -> int:
+    return _int_within(value, 1, math.inf, "must be a positive integer")
 
 
 def _in_flight(value: str) -> int:
-    expected = "must be an integer from 1 to 64"
-    number = _int(value, expected)
-    if not 1 <= number <= 64:
-        raise ValueError(expected)
-    return number
+    return _int_within(value, 1, 64, "must be an integer from 1 to 64")
 
 
 def _non_negative_int(value: str) -> int:
-    expected = "must be 0 or a positive integer"
-    number = _int(value, expected)
-    if number < 0:
-        raise ValueError(expected)
-    return number
+    return _int_within(value, 0, math.inf, "must be 0 or a positive integer")
 
 
 def _any_int(value: str) -> int:
@@ -106,21 +102,15 @@ def _any_int(value: str) -> int:
 
 
 def _rate(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = float("nan")
-    if not 0 <= number < float("inf"):  # also refuses NaN
-        raise ValueError("must be a rate per second, 0 (no limit) or more")
+    expected = "must be a rate per second, 0 (no limit) or more"
+    number = _number(value, expected)  # refuses NaN and infinity
+    if number < 0:
+        raise ValueError(expected)
     return number
 
 
 def _port(value: str) -> int:
-    expected = "must be a port number from 0 to 65535"
-    number = _int(value, expected)
-    if not 0 <= number <= 65535:
-        raise ValueError(expected)
-    return number
+    return _int_within(value, 0, 65535, "must be a port number from 0 to 65535")
 
 
 def _positive_float(value: str) -> float:
