@@ -90,15 +90,51 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.journey_latency_ms < 0:
+        _fail(f"--journey-latency-ms must be >= 0: {args.journey_latency_ms}")
+    common = {"partitions": args.partitions, "changelog": not args.no_changelog}
     if args.backlog:
         from .tools.backlog_bench import run_backlog
 
         return run_backlog(
-            sizes=args.backlog, visitors=args.backlog_visitors, partitions=args.partitions
+            sizes=args.backlog,
+            shape=args.backlog_shape,
+            visitors=args.backlog_visitors,
+            journey_latency_ms=args.journey_latency_ms,
+            **common,
         )
-    from .tools.bench import run_bench
+    from .tools.bench import run_bench, run_rate
 
-    return run_bench(events=args.events, partitions=args.partitions, plot=args.plot)
+    if args.rate is not None:
+        return run_rate(
+            shape=args.shape,
+            rate=args.rate,
+            duration_s=args.duration,
+            journey_latency_ms=args.journey_latency_ms,
+            **common,
+        )
+    return run_bench(
+        shape=args.shape,
+        events=args.events,
+        runs=args.runs,
+        journey_latency_ms=args.journey_latency_ms,
+        **common,
+    )
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    """An argparse type: a number of `kind` above zero (one clear line and exit 2 if not)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text.replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+        return value
+
+    return parse
 
 
 def _sizes(text: str) -> list[int]:
@@ -151,28 +187,59 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=2000.0, help="events per second")
     demo.set_defaults(func=cmd_demo)
 
-    bench = sub.add_parser("bench", help="measure events/s against the consume+decode ceiling")
-    bench.add_argument("--events", type=int, default=200_000)
-    bench.add_argument("--partitions", type=int, default=4)
-    bench.add_argument(
-        "--plot",
-        metavar="PNG",
-        help="write throughput, lag and latency over the run to this PNG "
-        "(needs the plot extra: matplotlib)",
+    bench = sub.add_parser(
+        "bench",
+        help="measure `ofsys-pipeline run` from outside against the consume+decode ceiling",
+        description="Runs `python -m pipeline run` as a child process on an embedded broker "
+        "and measures it from outside (docs/benchmarks.md): events/s against the consume + "
+        "decode ceiling; with --rate, end-to-end latency; with --backlog, RSS and restore.",
     )
+    bench.add_argument(
+        "--shape",
+        choices=("default", "heavy-carts"),  # tools.bench_shapes.SHAPES (a unit test checks)
+        default="default",
+        help="traffic shape (docs/benchmarks.md)",
+    )
+    bench.add_argument("--events", type=_positive(int), default=200_000)
+    bench.add_argument("--partitions", type=_positive(int), default=4)
+    bench.add_argument("--runs", type=_positive(int), default=1, help="runs on the same records")
+    bench.add_argument(
+        "--no-changelog", action="store_true", help="run the pipeline with OFSYS_CHANGELOG=false"
+    )
+    bench.add_argument(
+        "--journey-latency-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="the Journey emulator delays every response by MS",
+    )
+    bench.add_argument(
+        "--rate",
+        type=_positive(float),
+        help="instead: produce live at this many events/s for --duration seconds "
+        "and report end-to-end latency percentiles",
+    )
+    bench.add_argument("--duration", type=_positive(float), default=30.0, help="with --rate")
     bench.add_argument(
         "--backlog",
         metavar="N[,N...]",
         type=_sizes,
-        help="instead: for each N, produce N events before starting `ofsys-pipeline run` "
-        "as a child process and report its peak RSS while it catches up "
-        "(--events and --plot do not apply)",
+        help="instead: for each N, a backlog of N (see --backlog-shape) produced before "
+        "`ofsys-pipeline run` starts; its peak and final RSS while it catches up, then "
+        "the restore rate of a restarted process",
+    )
+    bench.add_argument(
+        "--backlog-shape",
+        choices=("traffic", "carts"),
+        default="traffic",
+        help="traffic: N events of shop traffic; carts: N carts of two Added Product "
+        "events each, the first with the e-mail (2N events)",
     )
     bench.add_argument(
         "--backlog-visitors",
-        type=int,
+        type=_positive(int),
         default=20_000,
-        help="concurrent visitors of the backlog's traffic, the same for every N",
+        help="concurrent visitors of the traffic backlog, the same for every N",
     )
     bench.set_defaults(func=cmd_bench)
     return parser
