@@ -31,14 +31,14 @@ def traffic(shape: str, *, seed: int = SEED, clock: Callable[[], int] | None = N
 
 
 def cart_backlog(
-    carts: int, *, seed: int = SEED, clock: Callable[[], int] | None = None
+    carts: int, *, seed: int = SEED, clock: Callable[[], int] | None = None, prefix: str = "c"
 ) -> Iterator[tuple[str, Event, None]]:
     """Issue 12's memory shape: per cart, two Added Product events, the first carrying
     the shopper's e-mail; so `carts` carts are 2 x `carts` events and event ids."""
     rng = random.Random(seed)
     now = clock or (lambda: int(time.time() * 1000))
     for i in range(carts):
-        cart_id = f"c-{i}"
+        cart_id = f"{prefix}-{i}"
         for n in range(2):
             pid = (i + 7 * n) % 200
             event: Event = {
