@@ -50,7 +50,6 @@ def child_env(
             "OFSYS_METRICS_PORT": str(port),
             "OFSYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
             "OFSYS_CHANGELOG": str(changelog).lower(),
-            "OFSYS_LOG_LEVEL": "WARNING",
         }
     )
     return env

@@ -128,3 +128,27 @@ def test_negative_journey_latency_is_one_line_and_exit_2(
         main(["bench", "--journey-latency-ms", "-5"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_child_runs_production_defaults_but_the_session_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipeline.tools.bench_process import child_env
+
+    monkeypatch.setenv("OFSYS_FLUSH_INTERVAL_MS", "5")  # a developer's shell setting
+    env = child_env("b:1", "t", "g", "http://j/v1/journey", 9999, changelog=False)
+    ofsys = {k: v for k, v in env.items() if k.startswith("OFSYS_")}
+    assert "OFSYS_FLUSH_INTERVAL_MS" not in ofsys
+    assert ofsys["OFSYS_KAFKA_SESSION_TIMEOUT_MS"] == "6000"
+    assert ofsys["OFSYS_CHANGELOG"] == "false"
+    assert set(ofsys) == {
+        "OFSYS_KAFKA_BOOTSTRAP_SERVERS",
+        "OFSYS_TOPIC",
+        "OFSYS_GROUP_ID",
+        "OFSYS_JOURNEY_URL",
+        "OFSYS_ACCOUNT_KEY",
+        "OFSYS_METRICS_PORT",
+        "OFSYS_KAFKA_SESSION_TIMEOUT_MS",
+        "OFSYS_CHANGELOG",
+    }
+    assert child_env("b:1", "t", "g", "u", 1, changelog=True)["OFSYS_CHANGELOG"] == "true"
