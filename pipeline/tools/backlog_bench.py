@@ -100,23 +100,40 @@ def restore(
             state = pipeline.wait_metric(name, state[name] + 1, deadline)
         rss_kib = pipeline.rss.sample()
         peak_kib = pipeline.rss.peak_kib
-        _, event, _ = next(cart_backlog(1, prefix="restore-probe"))
-        producer = Producer({"bootstrap.servers": bootstrap})
-        producer.produce(topic, Encoder(load_family("site_event"))(event), "restore-probe-0")
-        producer.flush(30)
-        state = pipeline.wait_metric("ofsys_state_carts", 1, deadline)
+        probe = _probe(bootstrap, topic)
+        # Only the probe's partition grew (by one): once its new end is committed, the
+        # window that held it has sealed, and the gauges it published count it.
+        pipeline.wait_committed(probe, partitions, deadline)
+        state = pipeline.metrics()
         code = pipeline.stop()
     seconds = state.get("ofsys_state_restore_duration_seconds_sum", 0.0)
-    carts = int(state["ofsys_state_carts"]) - 1
+    carts = int(state.get("ofsys_state_carts", 0)) - 1
     return {
         "restore_s": round(seconds, 2),
         "restored_records": int(state.get("ofsys_state_restored_records_total", 0)),
         "restored_carts": carts,
+        "event_ids_after_restore": int(state.get("ofsys_state_event_ids", 0)) - 1,
         "restore_carts_per_s": round(carts / seconds) if seconds > 0 else None,
         "rss_after_restore_mib": round(rss_kib / MIB, 1),
         "peak_rss_during_restore_mib": round(peak_kib / MIB, 1),
         "restart_exit_code": code,
     }
+
+
+def _probe(bootstrap: str, topic: str) -> dict[int, int]:
+    """One Added Product event of a new cart; {its partition: its offset + 1}."""
+    key, event, _ = next(cart_backlog(1, prefix="restore-probe"))
+    placed: dict[int, int] = {}
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            placed[msg.partition()] = msg.offset() + 1
+
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+    producer.produce(topic, Encoder(load_family("site_event"))(event), key, on_delivery=delivered)
+    if producer.flush(30) or not placed:
+        raise RuntimeError("the restore probe was not produced")
+    return placed
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
