@@ -32,7 +32,7 @@ from confluent_kafka.admin import AdminClient
 from .. import logs
 from ..runtime import topics
 from ..source.schemas import load_family
-from .bench_parts import _start_emulator, consume_decode_ceiling
+from .bench_parts import _start_emulator, consume_decode_ceiling, stop_emulator
 from .bench_process import PipelineProcess, scrape
 from .bench_shapes import SEED, cart_backlog
 from .broker import EmbeddedBroker, free_port
@@ -200,8 +200,7 @@ def run_backlog(
                     else {}
                 )
             finally:
-                emulator.terminate()
-                emulator.wait(10)
+                stop_emulator(emulator)
             row = {
                 "shape": shape,
                 "size": size,

@@ -26,7 +26,13 @@ from confluent_kafka.admin import AdminClient
 from .. import logs
 from ..runtime import topics
 from ..source.schemas import load_family
-from .bench_parts import TOPIC, _start_emulator, consume_decode_ceiling, emulator_json
+from .bench_parts import (
+    TOPIC,
+    _start_emulator,
+    consume_decode_ceiling,
+    emulator_json,
+    stop_emulator,
+)
 from .bench_process import PipelineProcess, scrape
 from .bench_shapes import latency_ms, paced, traffic
 from .broker import EmbeddedBroker, free_port
@@ -64,8 +70,7 @@ def one_run(
         first = emulator_json(f"{base}/receipts")["first_request_ms"] / 1000
         journey = scrape(f"{base}/metrics")
     finally:
-        emulator.terminate()
-        emulator.wait(10)
+        stop_emulator(emulator)
     rate = events / (done - first)
     return {
         "run": run + 1,
@@ -165,8 +170,7 @@ def run_rate(
             receipts = emulator_json(f"{base}/receipts")["receipts"]
             journey = scrape(f"{base}/metrics")
         finally:
-            emulator.terminate()
-            emulator.wait(10)
+            stop_emulator(emulator)
     result = {
         "mode": "rate",
         "shape": shape,

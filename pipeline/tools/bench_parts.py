@@ -48,6 +48,16 @@ def _start_emulator(port: int, latency_ms: float = 0.0) -> subprocess.Popen[byte
     return process
 
 
+def stop_emulator(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM; SIGKILL after 120 s (freeing millions of ledgered commands takes a while)."""
+    process.terminate()
+    try:
+        process.wait(120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 def emulator_json(url: str, body: dict[str, Any] | None = None) -> Any:
     """GET (or POST `body` to) one of the emulator's JSON endpoints."""
     data = None if body is None else orjson.dumps(body)
