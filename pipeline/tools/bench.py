@@ -127,6 +127,7 @@ def run_bench(
         "ratio_by_run": [r["ratio"] for r in rows],
         "target": {"events_per_s": TARGET_EVENTS_PER_S, "ratio": TARGET_RATIO},
         "runs_meeting_target": sum(r["met_target"] for r in rows),
+        "runs_meeting_ratio": sum(r["ratio"] >= TARGET_RATIO for r in rows),
         "runs": rows,
     }
     sys.stderr.write(_table(rows) + "\n")
