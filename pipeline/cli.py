@@ -94,15 +94,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.journey_latency_ms < 0:
+        _fail(f"--journey-latency-ms must be >= 0: {args.journey_latency_ms}")
+    common = {"partitions": args.partitions, "changelog": not args.no_changelog}
     if args.backlog:
         from .tools.backlog_bench import run_backlog
 
         return run_backlog(
-            sizes=args.backlog, visitors=args.backlog_visitors, partitions=args.partitions
+            sizes=args.backlog,
+            shape=args.backlog_shape,
+            visitors=args.backlog_visitors,
+            journey_latency_ms=args.journey_latency_ms,
+            **common,
         )
-    from .tools.bench import run_bench
+    from .tools.bench import run_bench, run_rate
 
-    return run_bench(events=args.events, partitions=args.partitions, plot=args.plot)
+    if args.rate is not None:
+        return run_rate(
+            shape=args.shape,
+            rate=args.rate,
+            duration_s=args.duration,
+            journey_latency_ms=args.journey_latency_ms,
+            **common,
+        )
+    return run_bench(
+        shape=args.shape,
+        events=args.events,
+        runs=args.runs,
+        journey_latency_ms=args.journey_latency_ms,
+        **common,
+    )
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
@@ -161,6 +182,7 @@ POSITIVE_INT = _typed(config_values._positive_int)
 INT = _typed(config_values._any_int)
 POSITIVE = _typed(config_values._positive_float)
 FRACTION = _typed(config_values._fraction)
+NON_NEGATIVE = _typed(config_values._non_negative_float)
 
 
 class _Help(argparse.HelpFormatter):
@@ -295,34 +317,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     forget.set_defaults(func=cmd_forget)
 
-    bench = _subcommand(
-        sub,
+    bench = sub.add_parser(
         "bench",
-        "measure events/s against the consume+decode ceiling",
-        "Benchmark on an embedded broker: the pipeline's end-to-end events/s against "
-        "what consuming and decoding alone reach (docs/benchmarks.md).",
+        help="measure `ofsys-pipeline run` from outside against the consume+decode ceiling",
+        description="Runs `python -m pipeline run` as a child process on an embedded broker "
+        "and measures it from outside (docs/benchmarks.md): events/s against the consume + "
+        "decode ceiling; with --rate, end-to-end latency; with --backlog, RSS and restore.",
     )
-    bench.add_argument("--events", type=POSITIVE_INT, default=200_000, help="events to process")
-    bench.add_argument("--partitions", type=POSITIVE_INT, default=4, help="input partitions")
     bench.add_argument(
-        "--plot",
-        metavar="PNG",
-        help="write throughput, lag and latency over the run to this PNG "
-        "(needs the plot extra: matplotlib)",
+        "--shape",
+        choices=("default", "heavy-carts"),  # tools.bench_shapes.SHAPES (a unit test checks)
+        default="default",
+        help="traffic shape (docs/benchmarks.md)",
     )
+    bench.add_argument(
+        "--events", type=POSITIVE_INT, default=200_000, help="events on the topic (default shape)"
+    )
+    bench.add_argument("--partitions", type=POSITIVE_INT, default=4, help="input partitions")
+    bench.add_argument("--runs", type=POSITIVE_INT, default=1, help="runs on the same records")
+    bench.add_argument(
+        "--no-changelog", action="store_true", help="run the pipeline with OFSYS_CHANGELOG=false"
+    )
+    bench.add_argument(
+        "--journey-latency-ms",
+        type=NON_NEGATIVE,
+        default=0.0,
+        metavar="MS",
+        help="the Journey emulator delays every response by MS",
+    )
+    bench.add_argument(
+        "--rate",
+        type=POSITIVE,
+        help="instead: produce live at this many events/s for --duration seconds "
+        "and report end-to-end latency percentiles",
+    )
+    bench.add_argument("--duration", type=POSITIVE, default=30.0, help="with --rate")
     bench.add_argument(
         "--backlog",
         metavar="N[,N...]",
         type=_sizes,
-        help="instead: for each N, produce N events before starting `ofsys-pipeline run` "
-        "as a child process and report its peak RSS while it catches up "
-        "(--events and --plot do not apply)",
+        help="instead: for each N, a backlog of N (see --backlog-shape) produced before "
+        "`ofsys-pipeline run` starts; its peak and final RSS while it catches up, then "
+        "the restore rate of a restarted process",
+    )
+    bench.add_argument(
+        "--backlog-shape",
+        choices=("traffic", "carts"),
+        default="traffic",
+        help="traffic: N events of shop traffic; carts: N carts of two Added Product "
+        "events each, the first with the e-mail (2N events)",
     )
     bench.add_argument(
         "--backlog-visitors",
         type=POSITIVE_INT,
         default=20_000,
-        help="concurrent visitors of the backlog's traffic, the same for every N",
+        help="concurrent visitors of the traffic backlog, the same for every N",
     )
     bench.set_defaults(func=cmd_bench)
 

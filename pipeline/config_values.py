@@ -121,6 +121,14 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    expected = "must be 0 or a positive number"
+    number = _number(value, expected)
+    if number < 0:
+        raise ValueError(expected)
+    return number
+
+
 def _fraction(value: str) -> float:
     expected = "must be a number from 0 to 1"
     number = _number(value, expected)

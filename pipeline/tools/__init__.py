@@ -1,2 +1,2 @@
 """What users run beside the service: demo, bench, traffic generator, Journey emulator,
-embedded broker, plot. The runtime never imports this package (a test checks it)."""
+embedded broker. The runtime never imports this package (a test checks it)."""

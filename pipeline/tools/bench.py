@@ -1,182 +1,204 @@
-"""`ofsys-pipeline bench`: end-to-end events/s against the consume + decode ceiling.
+"""`ofsys-pipeline bench`: the process users run, measured from outside, beside the
+consume + decode ceiling measured in the same run on the same records.
 
-Everything runs on this machine, measured in one run so that the ratio holds on a
-noisy shared host: the embedded broker, the Journey emulator in its own process, one
-pipeline (in this process, as in production). The same pre-produced records are read
-in two rounds of: consume + decode alone, the whole pipeline with its changelog, and
-without it (in mirrored order in the second round); the best run of each is reported
-beside all runs. The
-pipeline's time runs from its partition assignment (group join excluded) until every
-record is delivered to Journey and committed.
+On an embedded Tansu broker, `--events` records of the `--shape`'s traffic go to a
+fresh topic first. Then each of `--runs` runs reads them twice: consume + fastavro
+decode alone (the ceiling, from the first record read to the last), then
+`python -m pipeline run` as a child process (production defaults, 6 s session
+timeout, changelog on unless `--no-changelog`, a fresh group) delivering to the
+Journey emulator in its own process (every response delayed by
+`--journey-latency-ms`). The pipeline's time runs from the emulator's receipt of the
+first Journey request until the group's committed offsets (read with an AdminClient
+every 0.1 s) cover every record; the same from its partition assignment (seen on its
+/metrics, every 0.2 s) is reported beside it. Nothing is measured inside the process.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
-import urllib.request
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from .. import config, logs
+from .. import logs
 from ..runtime import topics
-from ..runtime.wiring import build_pipeline
 from ..source.schemas import load_family
-from .bench_parts import TOPIC, SteadyRate, _start_emulator, consume_decode_ceiling
-from .bench_state import restore_rate, simulated_week, state_rss_mb
+from .bench_parts import (
+    TOPIC,
+    _start_emulator,
+    consume_decode_ceiling,
+    emulator_json,
+    stop_emulator,
+)
+from .bench_process import PipelineProcess, scrape
+from .bench_shapes import latency_ms, paced, traffic
 from .broker import EmbeddedBroker, free_port
-from .demo import DEMO_KEY
-from .plot import Timeline, write_png
-from .producing import produce
-from .traffic import Encoder, ShopTraffic, encoded
+from .producing import produce_all
+from .traffic import Encoder, encoded
+
+TARGET_EVENTS_PER_S = 45_000  # issue 12's targets, one process, changelog on
+TARGET_RATIO = 0.5
 
 
-def end_to_end(
-    bootstrap: str,
-    journey_url: str,
-    events: int,
-    changelog: bool,
-    run: int,
-    *,
-    timeline: Timeline | None = None,
-) -> tuple[float, dict[str, Any]]:
-    """Events/s delivered to Journey and committed, by one pipeline."""
-    _reset_journey(journey_url)
-    settings = config.load(
-        {
-            "OFSYS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "OFSYS_TOPIC": TOPIC,
-            "OFSYS_JOURNEY_URL": journey_url,
-            "OFSYS_ACCOUNT_KEY": DEMO_KEY,
-            "OFSYS_GROUP_ID": f"bench-pipeline-{run}",
-            "OFSYS_CHANGELOG": str(changelog),
-            "OFSYS_METRICS_PORT": "0",
-            "OFSYS_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        }
-    )
-    pipeline, metrics, _ = build_pipeline(settings)
-    runner = threading.Thread(target=pipeline.run, daemon=True)
-    runner.start()
-    rate = SteadyRate(events)
-    next_sample = 0.0
-    while True:
-        committed = sum(pipeline.committed().values())
-        rate.update(committed)
-        if timeline is not None and time.monotonic() >= next_sample:
-            timeline.sample(metrics, committed)
-            next_sample = time.monotonic() + 0.5
-        if committed >= events:
-            break
-        time.sleep(0.05)  # a coarse poll: the watcher must not compete for the GIL
-        if not runner.is_alive():
-            raise RuntimeError("the pipeline stopped during the benchmark")
-    pipeline.stop()
-    runner.join(30)
+def _records(shape: str) -> Any:
+    return encoded(traffic(shape), Encoder(load_family("site_event")))
 
-    def total(name: str) -> int:
-        return int(
-            sum(
-                s.value
-                for f in metrics.registry.collect()
-                if f.name == name
-                for s in f.samples
-                if s.name.endswith("_total")
-            )
-        )
 
-    detail = {
-        "commands_delivered": total("ofsys_commands_delivered"),
-        "journey_batches": int(
-            metrics.registry.get_sample_value("ofsys_journey_batches_total", {"result": "accepted"})
-            or 0
-        ),
-        "dead_letters": total("ofsys_dead_letters"),
+def one_run(
+    bootstrap: str, ends: dict[int, int], partitions: int, run: int, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The ceiling, then one pipeline process over the same records; the run's figures."""
+    events = sum(ends.values())
+    ceiling = consume_decode_ceiling(bootstrap, partitions, events, 2000)
+    port = free_port()
+    emulator = _start_emulator(port, options["journey_latency_ms"])
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120 + events / 500
+    try:
+        with PipelineProcess(
+            bootstrap, TOPIC, f"bench-{run}", f"{base}/v1/journey", changelog=options["changelog"]
+        ) as pipeline:
+            pipeline.wait_metric("ofsys_assigned_partitions", 1, deadline)
+            assigned = time.time()
+            done = pipeline.wait_committed(ends, partitions, deadline)
+            figures = pipeline.metrics()
+            peak_mib = pipeline.rss.peak_kib / 1024
+            code = pipeline.stop()
+        first = emulator_json(f"{base}/receipts")["first_request_ms"] / 1000
+        journey = scrape(f"{base}/metrics")
+    finally:
+        stop_emulator(emulator)
+    rate = events / (done - first)
+    return {
+        "run": run + 1,
+        "events_per_s": round(rate),
+        "ceiling_events_per_s": round(ceiling),
+        "ratio": round(rate / ceiling, 3),
+        "from_assignment_events_per_s": round(events / (done - assigned)),
+        "first_request_after_assignment_s": round(first - assigned, 2),
+        "seconds": round(done - first, 2),
+        "met_target": rate >= TARGET_EVENTS_PER_S and rate / ceiling >= TARGET_RATIO,
+        "commands_accepted": int(journey.get("journey_emulator_accepted_total", 0)),
+        "journey_requests": int(journey.get("journey_emulator_requests_total", 0)),
+        "conflicts": int(journey.get("journey_emulator_conflicts_total", 0)),
+        "dead_letters": int(figures.get("ofsys_dead_letters_total", 0)),
+        "peak_rss_mib": round(peak_mib, 1),
+        "exit_code": code,
     }
-    assert rate.rate is not None
-    return rate.rate, detail
 
 
-def _reset_journey(journey_url: str) -> None:
-    """Empty the emulator's ledger between runs (it keeps every command it accepted)."""
-    request = urllib.request.Request(journey_url.replace("/v1/journey", "/ledger"), method="DELETE")
-    with urllib.request.urlopen(request, timeout=10):
-        pass
-
-
-def run_bench(*, events: int, partitions: int, plot: str | None = None) -> int:
+def run_bench(
+    *,
+    shape: str,
+    events: int,
+    partitions: int,
+    runs: int,
+    journey_latency_ms: float,
+    changelog: bool,
+) -> int:
+    """Produce once, then `runs` runs of ceiling + pipeline; a table on stderr, JSON out."""
     logs.setup(os.environ.get("OFSYS_LOG_LEVEL", "WARNING"))
+    options = {"journey_latency_ms": journey_latency_ms, "changelog": changelog}
     with EmbeddedBroker() as broker:
-        bootstrap = broker.bootstrap
-        topics.ensure(AdminClient({"bootstrap.servers": bootstrap}), TOPIC, partitions)
-        traffic = ShopTraffic(seed=7, visitors=5000, duplicate_rate=0.01, invalid_rate=0.001)
-        producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "linger.ms": 50,
-                "partitioner": "murmur2_random",
-                "batch.num.messages": 10000,
-            }
-        )
-        produce(producer, TOPIC, encoded(traffic, Encoder(load_family("site_event"))), events)
-        port = free_port()
-        emulator = _start_emulator(port)
-        try:
-            batch = 2000
-            url = f"http://127.0.0.1:{port}/v1/journey"
-            # Two rounds, the order of the pipeline runs mirrored in the second, so that
-            # drift on a shared machine hits each variant alike; the best of each counts.
-            timeline = Timeline() if plot else None
-            ceilings: list[float] = []
-            with_changelog: list[float] = []
-            without: list[float] = []
-            for run, order in enumerate(((True, False), (False, True))):
-                ceilings.append(consume_decode_ceiling(bootstrap, partitions, events, batch))
-                for step, changelog in enumerate(order):
-                    rate, detail = end_to_end(
-                        bootstrap,
-                        url,
-                        events,
-                        changelog,
-                        2 * run + step,
-                        timeline=timeline if run == 0 and changelog else None,
-                    )
-                    (with_changelog if changelog else without).append(rate)
-        finally:
-            emulator.terminate()
-            emulator.wait(10)
-        restore = restore_rate(bootstrap, 100_000)
-    ceiling, e2e, e2e_memory = max(ceilings), max(with_changelog), max(without)
+        topics.ensure(AdminClient({"bootstrap.servers": broker.bootstrap}), TOPIC, partitions)
+        records = (r for _, r in zip(range(events), _records(shape), strict=False))
+        ends = produce_all(broker.bootstrap, TOPIC, records, timeout_s=120 + events / 1000)
+        rows = []
+        for run in range(runs):
+            rows.append(one_run(broker.bootstrap, ends, partitions, run, options))
+            sys.stderr.write(f"run {run + 1}/{runs}: {orjson.dumps(rows[-1]).decode()}\n")
+    best = max(rows, key=lambda r: r["events_per_s"])
     result = {
+        "mode": "throughput",
+        "shape": shape,
         "events": events,
         "partitions": partitions,
-        "end_to_end_events_per_s": round(e2e),
-        "consume_decode_events_per_s": round(ceiling),
-        "ratio": round(e2e / ceiling, 3),
-        "runs": {
-            "consume_decode": [round(r) for r in ceilings],
-            "end_to_end": [round(r) for r in with_changelog],
-            "end_to_end_without_changelog": [round(r) for r in without],
-        },
-        "end_to_end_without_changelog_events_per_s": round(e2e_memory),
-        "changelog_cost": round(1 - e2e / e2e_memory, 3),
-        **detail,
-        "restore_carts_per_s": round(restore),
-        "restore_s_per_100k_carts": round(100_000 / restore, 3),
-        "state_at_1m_carts": state_rss_mb(1_000_000),
-        "simulated_week": simulated_week(),
+        "changelog": changelog,
+        "journey_latency_ms": journey_latency_ms,
+        "timed_from": "first Journey request (emulator receipt)",
+        "best_run": best["run"],
+        "events_per_s": best["events_per_s"],
+        "ceiling_events_per_s": best["ceiling_events_per_s"],
+        "ratio": best["ratio"],
+        "events_per_s_by_run": [r["events_per_s"] for r in rows],
+        "ratio_by_run": [r["ratio"] for r in rows],
+        "target": {"events_per_s": TARGET_EVENTS_PER_S, "ratio": TARGET_RATIO},
+        "runs_meeting_target": sum(r["met_target"] for r in rows),
+        "runs_meeting_ratio": sum(r["ratio"] >= TARGET_RATIO for r in rows),
+        "runs": rows,
     }
-    if plot and timeline is not None:
-        write_png(
-            timeline,
-            plot,
-            f"ofsys-pipeline bench: {events:,} events, {partitions} "
-            f"partitions, one process, changelog on (first round)",
-        )
-        result["plot"] = plot
+    sys.stderr.write(_table(rows) + "\n")
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
-    return 0
+    return 1 if any(r["conflicts"] or r["exit_code"] != 0 for r in rows) else 0
+
+
+def run_rate(
+    *,
+    shape: str,
+    rate: float,
+    duration_s: float,
+    partitions: int,
+    journey_latency_ms: float,
+    changelog: bool,
+) -> int:
+    """The pipeline running first, then `rate` events/s produced live for `duration_s`:
+    end-to-end latency (event timestamp to the emulator's receipt) per command."""
+    logs.setup(os.environ.get("OFSYS_LOG_LEVEL", "WARNING"))
+    count = int(rate * duration_s)
+    with EmbeddedBroker() as broker:
+        topics.ensure(AdminClient({"bootstrap.servers": broker.bootstrap}), TOPIC, partitions)
+        port = free_port()
+        emulator = _start_emulator(port, journey_latency_ms)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            with PipelineProcess(
+                broker.bootstrap, TOPIC, "bench-rate", f"{base}/v1/journey", changelog=changelog
+            ) as pipeline:
+                deadline = time.monotonic() + 120
+                pipeline.wait_metric("ofsys_assigned_partitions", 1, deadline)
+                started = time.monotonic()
+                records = paced(iter(_records(shape)), rate, count)
+                ends = produce_all(
+                    broker.bootstrap, TOPIC, records, timeout_s=60 + duration_s, **{"linger.ms": 5}
+                )
+                produced_s = time.monotonic() - started
+                pipeline.wait_committed(ends, partitions, time.monotonic() + 120 + count / 1000)
+                peak_mib = pipeline.rss.peak_kib / 1024
+                code = pipeline.stop()
+            receipts = emulator_json(f"{base}/receipts")["receipts"]
+            journey = scrape(f"{base}/metrics")
+        finally:
+            stop_emulator(emulator)
+    result = {
+        "mode": "rate",
+        "shape": shape,
+        "rate": rate,
+        "duration_s": duration_s,
+        "events": count,
+        "produced_events_per_s": round(count / produced_s),
+        "partitions": partitions,
+        "changelog": changelog,
+        "journey_latency_ms": journey_latency_ms,
+        "latency": latency_ms(receipts),
+        "latency_method": "emulator receipt time - command ts (the source event's timestamp, "
+        "stamped when the producer made it)",
+        "conflicts": int(journey.get("journey_emulator_conflicts_total", 0)),
+        "peak_rss_mib": round(peak_mib, 1),
+        "exit_code": code,
+    }
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    return 1 if result["conflicts"] or code != 0 else 0
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = ("run", "events/s", "ceiling", "ratio", "from assignment", "target met", "peak RSS")
+    keys = ("run", "events_per_s", "ceiling_events_per_s", "ratio")
+    lines = ["  ".join(head)]
+    for r in rows:
+        cells = [str(r[k]) for k in keys]
+        cells += [str(r["from_assignment_events_per_s"]), str(r["met_target"])]
+        lines.append("  ".join([*cells, f"{r['peak_rss_mib']} MiB"]))
+    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Shared parts of the benchmarks (`bench` and `bench --backlog`): the Journey emulator
-in its own process, the 10-90 % steady rate, the consume + decode ceiling, and VmRSS
-sampling of a process from /proc."""
+in its own process (optionally delaying every response), the 10-90 % steady rate, the
+consume + decode ceiling, and VmRSS sampling of a process from /proc."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from ..errors import DecodeError
@@ -22,7 +25,9 @@ TOPIC = "bench-events"
 SAMPLE_S = 0.2  # VmRSS sampling period
 
 
-def _start_emulator(port: int) -> subprocess.Popen[bytes]:
+def _start_emulator(port: int, latency_ms: float = 0.0) -> subprocess.Popen[bytes]:
+    """The Journey emulator as its own process; with `latency_ms`, every response to
+    POST /v1/journey waits that long (its latency fault), as a remote Journey would."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -38,7 +43,26 @@ def _start_emulator(port: int) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
     )
     wait_listening(process, port, "the Journey emulator")
+    if latency_ms:
+        emulator_json(f"http://127.0.0.1:{port}/faults", {"latency_ms": latency_ms})
     return process
+
+
+def stop_emulator(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM; SIGKILL after 120 s (freeing millions of ledgered commands takes a while)."""
+    process.terminate()
+    try:
+        process.wait(120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+def emulator_json(url: str, body: dict[str, Any] | None = None) -> Any:
+    """GET (or POST `body` to) one of the emulator's JSON endpoints."""
+    data = None if body is None else orjson.dumps(body)
+    with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=60) as response:
+        return orjson.loads(response.read())
 
 
 class SteadyRate:
@@ -69,28 +93,32 @@ def consume_decode_ceiling(
     topic: str = TOPIC,
     timeout_s: float = 600.0,
 ) -> float:
-    """Events/s of consume + fastavro decode alone: the reference the issue set (the
-    pipeline itself reads with cavro when installed, see source/decode.py)."""
+    """Events/s of consume + fastavro decode alone, from the first record read to the
+    last: the reference the issue set (the pipeline itself reads with cavro when
+    installed, see source/decode.py)."""
     decode = SingleObjectDecoder(load_family("site_event"), fastavro_only=True)
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "bench-ceiling", "enable.auto.commit": False}
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     seen = 0
-    rate = SteadyRate(events)
+    first: float | None = None
     deadline = time.monotonic() + timeout_s
-    while not rate.update(seen):
+    while seen < events:
         if time.monotonic() > deadline:
             consumer.close()
             raise RuntimeError(f"the ceiling read {seen}/{events} records in {timeout_s:.0f} s")
-        for msg in consumer.consume(batch, 1.0):
+        messages = consumer.consume(batch, 1.0)
+        if messages and first is None:
+            first = time.perf_counter()
+        for msg in messages:
             if msg.error() is None:
                 with contextlib.suppress(DecodeError):  # bad records count as read
                     decode(msg.value())  # type: ignore[arg-type]
                 seen += 1
+    elapsed = time.perf_counter() - (first or 0.0)
     consumer.close()
-    assert rate.rate is not None
-    return rate.rate
+    return events / max(elapsed, 1e-9)
 
 
 class RssWatch:

@@ -5,7 +5,10 @@ demo and the tests exercise the pipeline's actual client: authentication, per-co
 validation, idempotency by batch and by command id, and injectable faults (transient
 statuses, Retry-After, latency, revoked key, rejected commands). It records what it
 accepted in a ledger that tests read back over HTTP (GET /ledger) or in process, and
-serves its counters to Prometheus (GET /metrics, journey_emulator_*_total).
+serves its counters to Prometheus (GET /metrics, journey_emulator_*_total). For the
+bench it notes when each request arrived (before any injected latency): GET /receipts
+gives the first request's time and, per accepted command, its `ts` and receipt time
+(wall clock, ms), from which the bench takes end-to-end latency.
 
 Like Journey, it keeps the first copy of a command id. A later copy with the same
 content is a plain duplicate (`duplicates_received`); a later copy whose content differs
@@ -56,6 +59,8 @@ class JourneyEmulator:
         self._auth = f"Bearer {account_key}".encode()
         self._lock = threading.Lock()
         self._commands: list[Any] = []
+        self._received: list[float] = []  # receipt time (ms) of each command in _commands
+        self._first_request_ms: float | None = None
         # id -> the first copy recorded (the object in _commands, so no extra memory); a
         # repeated id is compared by canonical bytes, so new ids cost no serialisation.
         self._firsts: dict[str, dict[str, Any]] = {}
@@ -135,6 +140,13 @@ class JourneyEmulator:
             snapshot["conflict_examples"] = list(self._conflict_examples)
         return snapshot
 
+    def receipts(self) -> dict[str, Any]:
+        """The first request's arrival and [ts, receipt] (ms) per accepted command (the
+        GET /receipts document): what the bench needs without the commands themselves."""
+        with self._lock:
+            pairs = [[c["ts"], r] for c, r in zip(self._commands, self._received, strict=True)]
+            return {"first_request_ms": self._first_request_ms, "receipts": pairs}
+
     def counters(self) -> dict[str, int]:
         """The ledger's counters alone (accepted included), without copying the commands."""
         with self._lock:
@@ -161,6 +173,8 @@ class JourneyEmulator:
         """Forget everything: ledger, counters, conflicts, remembered batches and faults."""
         with self._lock:
             self._commands.clear()
+            self._received.clear()
+            self._first_request_ms = None
             self._firsts.clear()
             self._conflict_examples.clear()
             self._batches.clear()
@@ -176,7 +190,10 @@ class JourneyEmulator:
     def _ingest(self, auth: str | None, idempotency_key: str | None, body: bytes) -> _Response:
         """One POST /v1/journey: faults, then auth, then validation, then idempotent record."""
         counts = self._counts
+        received = time.time() * 1000
         with self._lock:
+            if self._first_request_ms is None:
+                self._first_request_ms = received
             counts["requests"] += 1
             f = self._faults
             fault: int | None = None
@@ -238,6 +255,7 @@ class JourneyEmulator:
                 if first is None:
                     firsts[cmd["id"]] = cmd
                     ledger.append(cmd)
+                    self._received.append(received)
                     new += 1
                 elif _canonical(first) != _canonical(cmd):
                     conflicts += 1

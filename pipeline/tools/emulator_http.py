@@ -1,7 +1,8 @@
 """Journey emulator, HTTP side: the server, the request handler and the metrics collector.
 
 Owns the wire only: `_Server` (tracks connections so stop() can cut them), `_Handler`
-(HTTP/1.1 keep-alive routing of /v1/journey, /ledger, /faults, /metrics, /healthz) and
+(HTTP/1.1 keep-alive routing of /v1/journey, /ledger, /receipts, /faults, /metrics,
+/healthz) and
 `_Collector` (the counters as Prometheus journey_emulator_*_total). All logic and state
 live in pipeline.tools.emulator.JourneyEmulator.
 """
@@ -81,6 +82,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(emu._ingest(auth, key, body))
         elif route == ("GET", "/ledger"):
             self._send((200, orjson.dumps(emu.ledger()), {}))
+        elif route == ("GET", "/receipts"):
+            self._send((200, orjson.dumps(emu.receipts()), {}))
         elif route == ("DELETE", "/ledger"):
             emu.reset()
             self._send((200, orjson.dumps(emu.ledger()), {}))

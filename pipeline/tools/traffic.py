@@ -24,6 +24,20 @@ _PRODUCTS = [(f"sku-{i}", f"Product {i}", round(99.0 + (i * 37) % 4900, 2)) for 
 
 
 _SALE_FACTORS = (0.7, 0.75, 0.8, 0.85, 0.9)
+# Upper bounds of a visitor's next step: page view, product detail, add, remove, order,
+# next checkout step; above the last, the visitor abandons.
+_STEPS = (0.35, 0.65, 0.85, 0.90, 0.94, 0.97)
+
+
+def _steps(page_views: float | None) -> tuple[float, ...]:
+    """The step bounds with page views at `page_views` and the other steps scaled to the
+    rest (None: the default mix, exactly, so seeded streams stay as they were)."""
+    if page_views is None:
+        return _STEPS
+    if not 0.0 <= page_views < 1.0:
+        raise ValueError(f"page_views must be in [0, 1): {page_views}")
+    scale = (1.0 - page_views) / (1.0 - _STEPS[0])
+    return (page_views, *(page_views + (b - _STEPS[0]) * scale for b in _STEPS[1:]))
 
 
 class _Visitor:
@@ -59,8 +73,15 @@ class ShopTraffic:
         sale_rate: float = 0.02,
         clock: Callable[[], int] | None = None,
         prefix: str = "c",
+        page_views: float | None = None,
+        cart_lines: int = 0,
     ) -> None:
+        """`page_views`: the share of a visitor's steps that are page views carrying the
+        full cart (None: the default mix); `cart_lines`: the lines each new visitor's cart
+        already holds (a returning shopper's saved cart), so page views carry heavy carts."""
         self._rng = random.Random(seed)
+        self._bounds = _steps(page_views)
+        self._cart_lines = cart_lines
         self._duplicate_rate = duplicate_rate
         self._invalid_rate = invalid_rate
         self._email_rate = email_rate
@@ -75,7 +96,11 @@ class ShopTraffic:
         self._next_visitor += 1
         n = self._next_visitor
         email = f"Visitor{n}@Example.com " if self._rng.random() < self._email_rate else None
-        return _Visitor(f"{self._prefix}-{n}", email)
+        visitor = _Visitor(f"{self._prefix}-{n}", email)
+        for _ in range(self._cart_lines):
+            pid = _PRODUCTS[self._rng.randrange(len(_PRODUCTS))][0]
+            visitor.lines[pid] = visitor.lines.get(pid, 0) + 1
+        return visitor
 
     def _event(self, name: str, visitor: _Visitor, **fields: Any) -> Event:
         event: Event = {
@@ -113,19 +138,20 @@ class ShopTraffic:
         if rng.random() < self._sale_rate:
             return self._sale(visitor), False
         roll = rng.random()
-        if roll < 0.35:
+        view, detail, add, remove, order, step = self._bounds
+        if roll < view:
             if rng.random() < 0.05 and not visitor.email:
                 visitor.email = f"late{visitor.cart_id}@example.com"
             return self._event("Viewed Page", visitor, cart=self._snapshot(visitor)), False
         pid = _PRODUCTS[rng.randrange(len(_PRODUCTS))][0]
         product = visitor.product(pid)
-        if roll < 0.65:
+        if roll < detail:
             return self._event("Viewed Product Detail", visitor, product=product), False
-        if roll < 0.85:
+        if roll < add:
             quantity = rng.choice((1, 1, 1, 2, 3))
             visitor.lines[pid] = visitor.lines.get(pid, 0) + quantity
             return self._event("Added Product", visitor, product=product, quantity=quantity), False
-        if roll < 0.90 and visitor.lines:
+        if roll < remove and visitor.lines:
             pid = rng.choice(list(visitor.lines))
             taken: int | None = None
             if rng.random() < 0.5 or visitor.lines[pid] == 1:
@@ -139,7 +165,7 @@ class ShopTraffic:
                 quantity=taken,
                 product=visitor.product(pid),
             ), False
-        if roll < 0.94 and visitor.lines:
+        if roll < order and visitor.lines:
             visitor.orders += 1
             items = [self._line(visitor, p, q) for p, q in visitor.lines.items()]
             total = round(sum(item["subtotal"] for item in items), 2)
@@ -157,7 +183,7 @@ class ShopTraffic:
                 },
             )
             return event, True
-        if roll < 0.97:
+        if roll < step:
             visitor.step = min(visitor.step + 1, 4)
             return None, False
         return None, True  # abandons the cart

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -306,3 +307,21 @@ def test_stop_cuts_keep_alive_connections(emulator: JourneyEmulator, client: Cli
     emulator.stop()
     with pytest.raises(OSError):
         client.post([cmd("b")], batch_id="b-2")
+
+
+def test_receipts_give_each_new_command_its_ts_and_the_request_arrival(
+    emulator: JourneyEmulator, client: Client
+) -> None:
+    assert client.request("GET", "/receipts")[2] == {"first_request_ms": None, "receipts": []}
+    before = time.time() * 1000
+    client.post([cmd("a"), add_item("b")])
+    client.post([cmd("a")], batch_id="b-2")  # a duplicate: no second receipt
+    after = time.time() * 1000
+    status, _, doc = client.request("GET", "/receipts")
+    assert status == 200
+    assert before <= doc["first_request_ms"] <= after
+    assert [ts for ts, _ in doc["receipts"]] == [1764000000000, 1764000000000]
+    assert all(before <= received <= after for _, received in doc["receipts"])
+    assert doc["receipts"][0][1] == doc["receipts"][1][1]  # one batch, one arrival
+    emulator.reset()
+    assert emulator.receipts() == {"first_request_ms": None, "receipts": []}
