@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from .. import logs
 from ..errors import RejectedCommandsError, TransientDeliveryError, UnauthorizedError
-from ..metrics import Metrics
+from ..metrics import Metrics, observe_many
 from .batch import Batch
 from .client import JourneyClient, Transport
 from .commands import Command
@@ -139,10 +139,11 @@ class Delivery:
         metrics.request_duration.observe(duration)
         now_ms = time.time() * 1000.0
         calls: dict[str, int] = {}
-        observe = metrics.latency.observe
+        latencies = []
         for command in batch.commands:
             call = command["call"]
             calls[call] = calls.get(call, 0) + 1
-            observe((now_ms - command["ts"]) / 1000.0)
+            latencies.append((now_ms - command["ts"]) / 1000.0)
+        observe_many(metrics.latency, latencies)
         for call, count in calls.items():
             metrics.commands.labels(call).inc(count)

@@ -30,6 +30,11 @@ except ImportError:  # no wheel for this platform: fastavro reads everything
 
 Decoder = Callable[[bytes], dict[str, Any]]
 Fast = Callable[[bytes, int], "dict[str, Any] | None"]  # None: let fastavro say why
+# Appended to a body for cavro, and read back right after the record: found there, the
+# body ended where the record did (no bytes left over) without an exception per record.
+# Its bytes repeat no shorter pattern, so bytes left over read back as something else
+# (unless they begin with these very 8 bytes).
+_END = b"\xa7\x1f\xc3\x5e\x90\x02\xeb\x6d"
 
 
 def _fast_reader(writer_raw: Any, reader_raw: Any | None) -> Fast | None:
@@ -43,20 +48,18 @@ def _fast_reader(writer_raw: Any, reader_raw: Any | None) -> Fast | None:
         reader = cavro.Schema(strip_logical_types(reader_raw), options=options)
         schema = reader.reader_for_writer(schema)
     read = schema.binary_read
-    one_byte = cavro.Schema({"type": "fixed", "name": "rest", "size": 1}).binary_read
+    read_end = cavro.Schema({"type": "fixed", "name": "end", "size": len(_END)}).binary_read
     memory_reader = cavro.MemoryReader
 
     def fast(value: bytes, start: int) -> dict[str, Any] | None:
-        body = memory_reader(memoryview(value)[start:])
+        body = memory_reader(value[start:] + _END)
         try:
             record: dict[str, Any] = read(body)
+            if read_end(body) == _END:  # the body ended right there: read whole
+                return record
         except Exception:  # corrupt or truncated: fastavro says which
-            return None
-        try:
-            one_byte(body)
-        except EOFError:  # read whole: the usual case
-            return record
-        return None  # bytes left over
+            pass
+        return None  # or bytes left over
 
     return fast
 

@@ -34,12 +34,28 @@ def scrape(url: str) -> dict[str, float]:
     return sums
 
 
+CHILD_PREFIX = "OFSYS_BENCH_CHILD_"
+# OFSYS_BENCH_PYSPY=<file>: `py-spy record --gil` (py-spy on PATH) samples the child from
+# outside for OFSYS_BENCH_PYSPY_S seconds (20) and writes the stacks of the thread
+# holding the GIL there, collapsed
+PROFILE_ENV = "OFSYS_BENCH_PYSPY"
+
+
 def child_env(
     bootstrap: str, topic: str, group: str, journey_url: str, port: int, *, changelog: bool
 ) -> dict[str, str]:
     """The environment without inherited OFSYS_ settings, plus the run's own: the
-    production defaults except a short session timeout, as the integration tests."""
+    production defaults except a short session timeout, as the integration tests. To
+    measure another setting, OFSYS_BENCH_CHILD_<NAME>=<value> in the bench's environment
+    reaches the child as OFSYS_<NAME>=<value> (e.g. OFSYS_BENCH_CHILD_JOURNEY_MAX_IN_FLIGHT=1)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OFSYS_")}
+    env.update(
+        {
+            "OFSYS_" + k.removeprefix(CHILD_PREFIX): v
+            for k, v in os.environ.items()
+            if k.startswith(CHILD_PREFIX)
+        }
+    )
     env.update(
         {
             "OFSYS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -74,6 +90,15 @@ class PipelineProcess:
             stderr=self._log,
         )
         self.rss = RssWatch(self.process.pid)
+        self.profiler: subprocess.Popen[bytes] | None = None
+        if profile := os.environ.get(PROFILE_ENV):  # sampled from outside by py-spy
+            seconds = os.environ.get(PROFILE_ENV + "_S", "20")
+            self.profiler = subprocess.Popen(
+                ["py-spy", "record", "--gil", "--format", "raw", "-o", profile]
+                + ["--duration", seconds, "--pid", str(self.process.pid)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
     def check(self, deadline: float, waiting_for: str) -> None:
         """RuntimeError (with the log's tail) if the child died or the deadline passed."""
@@ -121,6 +146,8 @@ class PipelineProcess:
         """SIGTERM (the pipeline drains and leaves the group), SIGKILL after 60 s; the
         exit code (None if killed). Removes the log."""
         self.rss.stop()
+        if self.profiler is not None:  # it writes its file when its duration is over
+            self.profiler.wait(120)
         process = self.process
         code: int | None = process.returncode
         if process.poll() is None:
