@@ -93,9 +93,9 @@ class PipelineProcess:
         self.profiler: subprocess.Popen[bytes] | None = None
         if profile := os.environ.get(PROFILE_ENV):  # sampled from outside by py-spy
             seconds = os.environ.get(PROFILE_ENV + "_S", "20")
+            spy = ("py-spy", "record", "--gil", "--format", "raw", "-o", profile)
             self.profiler = subprocess.Popen(
-                ["py-spy", "record", "--gil", "--format", "raw", "-o", profile]
-                + ["--duration", seconds, "--pid", str(self.process.pid)],
+                [*spy, "--duration", seconds, "--pid", str(self.process.pid)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
