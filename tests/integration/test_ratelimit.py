@@ -1,11 +1,10 @@
 """The Journey rate limit shared by the group: two `ofsys-pipeline run` members on four
 partitions against the Journey emulator.
 
-The group's total is measured over 30 s rather than the minute the issue names: each
-member's token bucket can run ahead of its share by at most one second's worth plus
-one request, so two members at 10 requests/s each can exceed 20 requests/s by at most
-22 requests in any interval: 3.7% of 30 s's 600, inside the 10% checked, and the CI
-suite's time budget keeps every test short.
+The group's total is measured over a minute: each member's token bucket can run ahead
+of its share by at most one second's worth plus one request, so two members at 10
+requests/s each can exceed 20 requests/s by at most 22 requests in any interval: 1.8%
+of a minute's 1,200, inside the 10% checked.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from .checks import shop_records
 from .conftest import Harness, PipelineProcess, wait_for
 
 LIMIT = 20.0  # requests per second, for the whole group
-MEASURE_S = 30.0
+MEASURE_S = 60.0
 
 
 def sent(member: PipelineProcess) -> float:
@@ -38,8 +37,8 @@ def test_two_members_hold_the_groups_total_to_the_limit(harness: Harness) -> Non
     )
     members = [harness.spawn(limited) for _ in range(2)]
     wait_for(lambda: assigned(members) == [2.0, 2.0], 60, "two members with 2 partitions each")
-    records = shop_records(harness.family, 3000, seed=71)
-    harness.produce(records)  # a backlog: far more than 30 s of requests at the limit
+    records = shop_records(harness.family, 6000, seed=71)
+    harness.produce(records)  # a backlog: far more than a minute of requests at the limit
     time.sleep(3)  # both members delivering
     before, started = harness.journey.counters()["requests"], time.monotonic()
     each = [sent(m) for m in members]
