@@ -74,11 +74,15 @@ def _rejections(body: bytes) -> dict[str, str]:
 class JourneyClient:
     """One Journey endpoint over pooled keep-alive connections (a `Transport`)."""
 
-    def __init__(self, url: str, account_key: Secret, timeout_s: float) -> None:
+    def __init__(
+        self, url: str, account_key: Secret, timeout_s: float, *, connections: int = 1
+    ) -> None:
+        """`connections`: kept alive at once, one per request in flight (the worker's
+        lanes); fewer would close and reopen one per request."""
         self._url = url
         self._pool = urllib3.PoolManager(
             num_pools=1,
-            maxsize=2,
+            maxsize=max(connections, 1),
             retries=False,
             timeout=urllib3.Timeout(connect=min(timeout_s, 5.0), read=timeout_s),
         )

@@ -82,7 +82,12 @@ def build_parts(settings: Settings, metrics: Metrics) -> Parts:
         settings.repartition_topic,
         lambda record, error: dead_letters.refused(record, "repartition-refused", error.str()),
     )
-    client = JourneyClient(settings.journey_url, settings.account_key, settings.journey_timeout_s)
+    client = JourneyClient(
+        settings.journey_url,
+        settings.account_key,
+        settings.journey_timeout_s,
+        connections=settings.journey_max_in_flight,
+    )
     limit = from_limits(settings.journey_max_requests_per_s, settings.journey_max_commands_per_s)
     worker = DeliveryWorker(
         client,

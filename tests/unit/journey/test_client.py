@@ -239,3 +239,12 @@ def test_send_timeouts_and_connection_errors_are_transient(exc: Exception, reaso
     assert (error.status, error.reason, error.retry_after) == (None, reason, None)
     assert error.__cause__ is exc
     assert reason in RETRY_REASONS
+
+
+def test_the_pool_keeps_one_connection_per_request_in_flight() -> None:
+    # fewer than the worker's lanes and urllib3 closes one connection per request
+    client = JourneyClient("http://journey.test/v1/journey", Secret(KEY), 1.0, connections=8)
+    assert client._pool.connection_pool_kw["maxsize"] == 8
+    assert (
+        JourneyClient("http://j.test/", Secret(KEY), 1.0)._pool.connection_pool_kw["maxsize"] == 1
+    )
