@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import __version__, cli
+from pipeline import __version__, cli, cli_args
 from pipeline.errors import PipelineError
+from pipeline.tools import commands as tool_commands
 
 CLI = Path(sys.executable).parent / "ofsys-pipeline"
 
@@ -89,8 +90,13 @@ def _numeric_options() -> list[tuple[str, str]]:
     found = []
     for command, parser in _subparsers().items():
         for action in parser._actions:
-            numeric = action.type in (cli.PORT, cli.POSITIVE_INT, cli.INT, cli.POSITIVE)
-            numeric = numeric or action.type is cli.FRACTION
+            numeric = action.type in (
+                cli_args.PORT,
+                cli_args.POSITIVE_INT,
+                cli_args.INT,
+                cli_args.POSITIVE,
+            )
+            numeric = numeric or action.type in (cli_args.FRACTION, cli_args.NON_NEGATIVE)
             if numeric:
                 found.append((command, action.option_strings[0]))
     return found
@@ -155,7 +161,7 @@ def _fatal_lines(monkeypatch: pytest.MonkeyPatch, error: Exception) -> tuple[int
     def failing(args: argparse.Namespace) -> int:
         raise error
 
-    monkeypatch.setattr(cli, "cmd_produce", failing)
+    monkeypatch.setattr(tool_commands, "cmd_produce", failing)
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", [])  # as in a fresh process
     monkeypatch.setattr(root, "level", root.level)
