@@ -86,7 +86,6 @@ class DeliveryWorker:
         self._submitted = 0
         self._next_done = 0
         self._done: queue.Queue[Window] = queue.Queue()
-        self._outstanding = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._deadline = float("inf")
@@ -109,7 +108,7 @@ class DeliveryWorker:
 
     @property
     def outstanding(self) -> int:
-        return self._outstanding
+        return len(self._windows)  # submitted, not yet reported done
 
     def submit(self, window: Window) -> None:
         lanes = self._lanes
@@ -122,7 +121,6 @@ class DeliveryWorker:
         with self._lock:
             seq = self._submitted
             self._submitted += 1
-            self._outstanding += 1
             self._windows[seq] = _Pending(window, lanes)
         for lane, share in enumerate(shares):
             self._queues[lane].put((seq, share))
@@ -138,9 +136,9 @@ class DeliveryWorker:
     def wait_idle(self, timeout_s: float) -> bool:
         """Block until every submitted window is done (or failed); False on timeout."""
         end = time.monotonic() + timeout_s
-        while self._outstanding and self.failure is None and time.monotonic() < end:
+        while self._windows and self.failure is None and time.monotonic() < end:
             time.sleep(0.005)
-        return self._outstanding == 0
+        return not self._windows
 
     def stop(self, deadline: float) -> None:
         """Finish what is queued, but give up retrying once `deadline` (monotonic) passes."""
@@ -195,5 +193,4 @@ class DeliveryWorker:
             while (head := self._windows.get(self._next_done)) is not None and not head.lanes:
                 del self._windows[self._next_done]
                 self._next_done += 1
-                self._outstanding -= 1
                 self._done.put(head.window)

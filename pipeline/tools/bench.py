@@ -53,6 +53,7 @@ def one_run(
     """The ceiling, then one pipeline process over the same records; the run's figures."""
     events = sum(ends.values())
     ceiling = consume_decode_ceiling(bootstrap, partitions, events, 2000)
+    with_cavro = consume_decode_ceiling(bootstrap, partitions, events, 2000, fastavro_only=False)
     port = free_port()
     emulator = _start_emulator(port, options["journey_latency_ms"])
     base = f"http://127.0.0.1:{port}"
@@ -77,6 +78,7 @@ def one_run(
         "events_per_s": round(rate),
         "ceiling_events_per_s": round(ceiling),
         "ratio": round(rate / ceiling, 3),
+        "ceiling_with_pipeline_decoder_events_per_s": round(with_cavro),
         "from_assignment_events_per_s": round(events / (done - assigned)),
         "first_request_after_assignment_s": round(first - assigned, 2),
         "seconds": round(done - first, 2),
