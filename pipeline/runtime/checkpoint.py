@@ -94,23 +94,32 @@ class Checkpoint:
 
     # -- sealing -------------------------------------------------------------------------
 
-    def flush_partition(self, partition: int, clock_ms: int, *, mark: bool) -> None:
+    def flush_partition(
+        self, partition: int, clock_ms: int, *, mark: bool, changes: bool = True
+    ) -> None:
         """Close the partition's part of the window being filled: fire its due triggers,
         make its commands (per-event ones in event order, then one net change per cart
-        that changed), take its state changes, and note where it closed (a seal mark
-        when `mark`; a replay closes at marks already recorded)."""
+        that changed), take its state changes (unless `changes` is False: the caller
+        then calls `take_changes` before the next event), and note where it closed (a
+        seal mark when `mark`; a replay closes at marks already recorded)."""
         state = self.states[partition]
         window = self.window
         window.triggers.extend(state.fire_due(clock_ms))
         window.commands.extend(state.flush())
-        if self._store is not None:
-            window.changelog.setdefault(partition, []).extend(state.changes())
+        if changes:
+            self.take_changes(window, partition)
         close = self.offsets.flushed(window, self.sources(partition))
         if mark and self._store is not None:
             marks = self.marks.setdefault(partition, [])
             if not marks or marks[-1] != close:
                 marks.append(close)
                 self._marks_changed.add(partition)
+
+    def take_changes(self, window: Window, partition: int) -> None:
+        """The partition's state changes since its last flush, into `window` (a flushed
+        window, so it is handed on and committed with them)."""
+        if self._store is not None:
+            window.changelog.setdefault(partition, []).extend(self.states[partition].changes())
 
     def seal(self) -> Window:
         """Take the window being filled (its partitions flushed by the caller), write the

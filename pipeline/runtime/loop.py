@@ -45,6 +45,9 @@ from .replay import Replay
 log = logs.get("app")
 FULL_GC_EVERY_SEALS = 120  # a full collection about every two minutes at the default window
 CLOSE_RESERVE_S = 3.0  # of the shutdown deadline, kept for closing (at most a quarter)
+# records processed between two looks at the clock: a window due mid-batch is sealed
+# within a few milliseconds, not after the whole poll's records (end-to-end latency)
+SEAL_CHECK_RECORDS = 256
 
 
 class Pipeline(Rebalancing):
@@ -178,14 +181,31 @@ class Pipeline(Rebalancing):
             if self.replay:
                 self.replay.records(records)
             else:
-                self._process(records)
-        if clock.monotonic() >= self._seal_at or self._process.window_full():
-            self.seal()
-            self._seal_at = clock.monotonic() + self.settings.flush_interval_ms / 1000.0
+                for start in range(0, len(records), SEAL_CHECK_RECORDS):
+                    self._process(records[start : start + SEAL_CHECK_RECORDS])
+                    self._seal_if_due()
+        self._seal_if_due()
         checkpoint.submit(0.0)
         checkpoint.commit()
         self._backpressure.watch_broker()
         self._backpressure.apply()
+
+    def _seal_if_due(self) -> None:
+        """Seal when the window's time is up (or it is full). Windows keep a fixed
+        cadence: the next one is due an interval after this one was due, not after the
+        seal ended, so the time a seal takes does not lengthen every window (an event
+        waits at most about one interval); a window sealed because it was full, or a
+        seal so late that the next one is already overdue, starts the cadence anew."""
+        due = self._clock.monotonic() >= self._seal_at
+        if not due and not self._process.window_full():
+            return
+        self.seal()
+        interval = self.settings.flush_interval_ms / 1000.0
+        now = self._clock.monotonic()
+        if due and self._seal_at + interval > now:
+            self._seal_at += interval
+        else:
+            self._seal_at = now + interval
 
     def close(self) -> None:
         """Stop the lag monitor, close the consumer, flush the producer and close the
@@ -228,13 +248,19 @@ class Pipeline(Rebalancing):
         marks, and hand the window on (to the worker once the marks are durable)."""
         checkpoint = self.checkpoint
         wall_ms = int(self._clock.time() * 1000)
+        flushed = []
         for partition, state in self.states.items():
             if partition not in self.replay.stops:
                 clock = wall_ms if self._caught_up(partition) else state.stream_ms
-                checkpoint.flush_partition(partition, clock, mark=True)
+                checkpoint.flush_partition(partition, clock, mark=True, changes=False)
+                flushed.append(partition)
         if self.replay:
             self.replay.give_up_stalled()
         window = checkpoint.seal()
+        # the changelog records are needed only at commit, after Journey accepted the
+        # window: made once its commands are on their way (and before the next event)
+        for partition in flushed:
+            checkpoint.take_changes(window, partition)
         for command in window.triggers:
             self.metrics.triggers.labels(command["args"]["name"]).inc()
         self._process.publish_tallies()

@@ -10,6 +10,8 @@ constructs a client itself.
 
 from __future__ import annotations
 
+from typing import Any
+
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 
@@ -33,6 +35,11 @@ from .ports import LagView, Parts, Service, SystemClock
 log = logs.get("app")
 FETCH_QUEUE_KBYTES = 16 << 10  # the consumer's prefetch queue, bounded in bytes
 MIN_POLL_STALE_S = 10.0
+# librdkafka's default is 500 ms. A broker that answers a fetch only at its longest wait
+# (Tansu does, on a partition with no new data) would hold records that long before the
+# window they belong to sees them: 100 ms keeps that well inside the end-to-end latency
+# budget (flush interval + 300 ms) for a few idle fetches a second.
+FETCH_WAIT_MAX_MS = 100
 
 
 def poll_stale_s(settings: Settings) -> float:
@@ -55,25 +62,31 @@ def build_pipeline(
     return Pipeline(settings, metrics, health, parts), metrics, health
 
 
-def build_parts(settings: Settings, metrics: Metrics) -> Parts:
-    consumer = Consumer(
-        settings.kafka_config(
-            "consumer",
-            **{
-                "group.id": settings.group_id,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "client.id": "ofsys-pipeline",
-                # partition p of the input and of the repartition topic share one state:
-                # the range assignor gives both to the same member
-                "partition.assignment.strategy": "range",
-                # the prefetch queue is bounded in bytes, whatever the backlog
-                "queued.max.messages.kbytes": FETCH_QUEUE_KBYTES,
-                "queued.min.messages": 20_000,
-            },
-        )
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    """The input consumer's librdkafka settings: the operator's, then the guarantees."""
+    config = settings.kafka_config(
+        "consumer",
+        **{
+            "group.id": settings.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "client.id": "ofsys-pipeline",
+            # partition p of the input and of the repartition topic share one state:
+            # the range assignor gives both to the same member
+            "partition.assignment.strategy": "range",
+            # the prefetch queue is bounded in bytes, whatever the backlog
+            "queued.max.messages.kbytes": FETCH_QUEUE_KBYTES,
+            "queued.min.messages": 20_000,
+        },
     )
+    # a default, not a guarantee: OFSYS_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS still wins
+    config.setdefault("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
+    return config
+
+
+def build_parts(settings: Settings, metrics: Metrics) -> Parts:
+    consumer = Consumer(consumer_config(settings))
     outputs = Outputs(settings)
     admin = AdminClient(settings.kafka_config("admin"))
     store = Changelog(settings, outputs, admin) if settings.changelog else None

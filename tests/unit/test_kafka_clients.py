@@ -73,3 +73,12 @@ def test_the_check_sees_confwarn_when_a_property_reaches_the_wrong_client(
     unscoped = {**settings.kafka_config("producer"), **settings.kafka}
     warnings = _confwarns(caplog, {"producer": unscoped})
     assert any("session.timeout.ms is a consumer property" in w for w in warnings), warnings
+
+
+def test_the_consumer_waits_at_most_100_ms_per_fetch_unless_the_operator_says_otherwise() -> None:
+    from pipeline.runtime.wiring import FETCH_WAIT_MAX_MS, consumer_config
+
+    assert consumer_config(_settings())["fetch.wait.max.ms"] == FETCH_WAIT_MAX_MS == 100
+    given = _settings(OFSYS_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS="20")
+    assert str(consumer_config(given)["fetch.wait.max.ms"]) == "20"
+    assert consumer_config(given)["enable.auto.commit"] is False  # the guarantees still win
