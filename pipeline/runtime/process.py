@@ -162,7 +162,7 @@ class Processor:
             self._identity.invalid = 0
         for partition, state in self.states.items():
             metrics.carts.labels(str(partition)).set(len(state.carts))
-            metrics.event_ids.labels(str(partition)).set(len(state.seen))
+            metrics.event_ids.labels(str(partition)).set(len(state.event_ids))
 
 
 def _bad_time(ts: int, floor_ms: int, latest_ms: int) -> InvalidEventError:
