@@ -38,7 +38,7 @@ PREFIX = b"s"
 _FORMAT = b"q"  # first byte of a binary record; a JSON record starts with "["
 _MASK = (1 << 60) - 1
 _PER_RECORD = (RECORD_BUDGET - 9) // 8
-MERGE_AT = 1 << 17  # hashes of sealed windows kept in `seen` before they join the array
+MERGE_AT = 1 << 15  # hashes of sealed windows kept in `seen` (2 MiB) before they join the array
 _SWAP = sys.byteorder != "little"  # records hold little-endian integers
 _blake2b = hashlib.blake2b
 _from_bytes = int.from_bytes
