@@ -36,6 +36,7 @@ from .backpressure import Backpressure
 from .changelog import retention, trigger_settings
 from .checkpoint import COMMIT_FLUSH_S, Checkpoint, Deadline
 from .control import Control
+from .memory import release
 from .offsets import LateError, bounded
 from .ports import LagView, Parts, Service
 from .process import Processor
@@ -44,6 +45,7 @@ from .replay import Replay
 
 log = logs.get("app")
 FULL_GC_EVERY_SEALS = 120  # a full collection about every two minutes at the default window
+RELEASE_EVERY_SEALS = 10  # free heap pages back to the system (memory.py), a few ms each
 CLOSE_RESERVE_S = 3.0  # of the shutdown deadline, kept for closing (at most a quarter)
 # records processed between two looks at the clock: a window due mid-batch is sealed
 # within a few milliseconds, not after the whole poll's records (end-to-end latency)
@@ -284,12 +286,15 @@ class Pipeline(Rebalancing):
         """Keep the cyclic GC off the hot path. Partition state is long-lived and acyclic
         (refcounting frees it), yet every young-generation pass would re-scan what a
         window added. Freezing at each seal moves survivors out of the scanned
-        generations; an occasional full collection catches any stray cycle."""
+        generations; an occasional full collection catches any stray cycle. Every few
+        seals, the pages the sealed windows freed go back to the system."""
         self._seals += 1
         if self._seals % FULL_GC_EVERY_SEALS == 0:
             gc.unfreeze()
             gc.collect()
         gc.freeze()
+        if self._seals % RELEASE_EVERY_SEALS == 0:
+            release()
 
     def _committed(self) -> None:
         self._backpressure.watch.ok()

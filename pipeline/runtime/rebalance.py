@@ -18,6 +18,7 @@ from confluent_kafka import TopicPartition
 
 from .. import logs
 from ..state.partition import PartitionState
+from .memory import release
 from .offsets import Deadline
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class Rebalancing:
         finally:
             self.health.restoring -= 1
         self.states.update(states)
+        release()  # the restore's fetched records are freed
         elapsed = self._clock.monotonic() - started
         self.metrics.restore_seconds.observe(elapsed)
         self.metrics.restored_records.inc(records)

@@ -3,15 +3,23 @@
 Owns the `s<n>` records: each holds the ids of one window (or part of it) as `b"q"`,
 8 bytes of big-endian newest event time, then the hashes as little-endian 64-bit
 integers, under `RECORD_BUDGET` bytes (records written as JSON `[ms, [ids]]` by older
-versions are still read). Invariant: `seen` is exactly the union of the hashes of the
-windows kept, and a window is forgotten, hashes and record together, once the stream
-time is `retention_ms` past its newest event.
+versions are still read). Invariant: the hashes held (`seen` and the sorted array
+together) are exactly the union of the windows kept, and a window is forgotten, hashes
+and record together, once the stream time is `retention_ms` past its newest event.
 
 Why hashes: a UUID string costs about 85 bytes and a 60-bit int 32, in a set that holds
 a day of events. Two different ids share a hash with probability 2^-60 per pair: for
 the 2,000,000 ids of a busy partition-day, about 2e-12 per new event of a real event
 being taken for a replay. A UUID (any version) is folded from its own 128 bits, other
 ids are hashed with BLAKE2b; both are stable across processes, as the changelog needs.
+
+Why two tiers: a Python set costs about 72 bytes per hash (int object and slot), so
+only the recent hashes (at most `MERGE_AT` of sealed windows, plus the open window's)
+live in `seen`; the rest are one sorted int64 array (8 bytes each, binary search),
+screened by a bit filter so that a new event rarely pays for the search. Each window
+also keeps its own array (8 bytes each), from which expiry rebuilds the sorted one.
+A restore only stacks the records' arrays; the sorted array is built once, when first
+needed (no Python work per id).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import sys
 from array import array
 from typing import Any
 
+import numpy as np
 import orjson
 
 from .records import RECORD_BUDGET, Record, key
@@ -29,9 +38,11 @@ PREFIX = b"s"
 _FORMAT = b"q"  # first byte of a binary record; a JSON record starts with "["
 _MASK = (1 << 60) - 1
 _PER_RECORD = (RECORD_BUDGET - 9) // 8
+MERGE_AT = 1 << 15  # hashes of sealed windows kept in `seen` (2 MiB) before they join the array
 _SWAP = sys.byteorder != "little"  # records hold little-endian integers
 _blake2b = hashlib.blake2b
 _from_bytes = int.from_bytes
+_EMPTY = np.zeros(0, np.int64)
 
 
 def id_hash(event_id: str) -> int:
@@ -47,17 +58,33 @@ def id_hash(event_id: str) -> int:
 
 
 class EventIds:
-    """The hashes seen; the partition's `apply()` adds to `seen` and `new` itself (hot
-    path), testing membership with `id_hash`."""
+    """The hashes seen; the partition's `apply()` tests `h in seen or archived(h)` and
+    adds to `seen` and `new` itself (hot path)."""
 
     prefix = PREFIX  # of its changelog keys
-    __slots__ = ("_next", "_windows", "new", "retention_ms", "seen")
+    __slots__ = (
+        "_bits",
+        "_filter",
+        "_in_set",
+        "_next",
+        "_sorted",
+        "_stale",
+        "_windows",
+        "new",
+        "retention_ms",
+        "seen",
+    )
 
     def __init__(self, retention_ms: int) -> None:
         self.retention_ms = retention_ms
-        self.seen: set[int] = set()
+        self.seen: set[int] = set()  # the recent hashes (see the module's docstring)
         self.new: list[int] = []  # hashes added since the last `changes()`, in order
         self._windows: dict[int, tuple[int, array[int]]] = {}  # n -> (newest ms, hashes)
+        self._in_set: dict[int, int] = {}  # windows whose hashes are in `seen` -> count
+        self._sorted = _EMPTY  # every other window's hashes, sorted
+        self._bits = 0  # `_filter` has a bit per value of a hash's low `_bits` bits
+        self._filter = bytearray(1)
+        self._stale = False  # `_sorted` and `_filter` to be rebuilt from the windows
         self._next = 0
 
     def add(self, event_id: str) -> None:
@@ -66,9 +93,20 @@ class EventIds:
         self.seen.add(h)
         self.new.append(h)
 
+    def archived(self, h: int) -> bool:
+        """Whether hash `h` is in the sorted array (the hot path asks `seen` first)."""
+        if self._stale:
+            self._rebuild()
+        low = h & ((1 << self._bits) - 1)
+        if not (self._filter[low >> 3] >> (low & 7)) & 1:
+            return False
+        s = self._sorted
+        i = int(s.searchsorted(h))
+        return i < len(s) and int(s[i]) == h
+
     def changes(self, stream_ms: int) -> list[Record]:
         """The hashes added since the last call as `s<n>` records, each within
-        RECORD_BUDGET bytes."""
+        RECORD_BUDGET bytes; past MERGE_AT recent hashes, they join the sorted array."""
         records: list[Record] = []
         new = self.new
         for start in range(0, len(new), _PER_RECORD):
@@ -76,22 +114,23 @@ class EventIds:
             n = self._next
             self._next += 1
             self._windows[n] = (stream_ms, hashes)
+            self._in_set[n] = len(hashes)
             records.append((key(PREFIX, str(n)), _encode(stream_ms, hashes)))
         new.clear()
+        if sum(self._in_set.values()) >= MERGE_AT:
+            self._merge()
         return records
 
     def load(self, name: str, value: bytes | None) -> int:
         """Apply one `s<n>` record; the newest event time it holds (0 for a tombstone)."""
         n = int(name)
-        old = self._windows.pop(n, None)
-        if old is not None:
-            self.seen.difference_update(old[1])
+        self._drop(n)
         self._next = max(self._next, n + 1)
         if value is None:
             return 0
         ms, hashes = _decode(value)
         self._windows[n] = (ms, hashes)
-        self.seen.update(hashes)
+        self._stale = True
         return ms
 
     def expire(self, now_ms: int) -> list[Record]:
@@ -99,18 +138,67 @@ class EventIds:
         before = now_ms - self.retention_ms
         gone: list[Record] = []
         for n in [n for n, (ms, _) in self._windows.items() if ms < before]:
-            self.seen.difference_update(self._windows.pop(n)[1])
+            self._drop(n)
             gone.append((key(PREFIX, str(n)), None))
         return gone
 
+    def _drop(self, n: int) -> None:
+        old = self._windows.pop(n, None)
+        if old is None:
+            return
+        if self._in_set.pop(n, None) is not None:
+            self.seen.difference_update(old[1])
+        else:
+            self._stale = True
+
+    def _merge(self) -> None:
+        """The sealed windows' hashes in `seen` join the sorted array (`seen` keeps
+        those of the open window, none when called from `changes()`)."""
+        merged = [self._windows[n][1] for n in self._in_set]
+        self._in_set.clear()
+        if self._stale:
+            self._rebuild()  # from every window, those just merged too
+        else:
+            part = np.sort(np.concatenate([np.frombuffer(h, np.int64) for h in merged]))
+            joined = np.concatenate([self._sorted, part])
+            joined.sort(kind="stable")  # two sorted runs: merged in linear time
+            self._index(joined)
+        self.seen.difference_update(*merged)
+
+    def _rebuild(self) -> None:
+        """The sorted array and its filter from the windows not in `seen`."""
+        parts = [
+            np.frombuffer(hashes, np.int64)
+            for n, (_, hashes) in self._windows.items()
+            if n not in self._in_set
+        ]
+        self._index(np.unique(np.concatenate(parts)) if parts else _EMPTY)
+        self._stale = False
+
+    def _index(self, hashes: np.ndarray[Any, np.dtype[np.int64]]) -> None:
+        """Keep `hashes` (sorted) with a filter of 8 to 16 bits per hash: about 1 new
+        event in 10 finds its bit set and pays for the binary search."""
+        bits = max(16, (len(hashes) * 8).bit_length())
+        marks = np.zeros(1 << bits, np.bool_)
+        marks[hashes & ((1 << bits) - 1)] = True
+        self._filter = bytearray(np.packbits(marks, bitorder="little").tobytes())
+        self._sorted, self._bits = hashes, bits
+
     def snapshot(self) -> list[int]:
-        return sorted(self.seen)
+        if self._stale:
+            self._rebuild()
+        return sorted(self.seen.union(self._sorted.tolist()))
 
     def __len__(self) -> int:
-        return len(self.seen)
+        if self._stale:
+            self._rebuild()
+        return len(self.seen) + len(self._sorted)
 
     def __contains__(self, event_id: Any) -> bool:
-        return isinstance(event_id, str) and id_hash(event_id) in self.seen
+        if not isinstance(event_id, str):
+            return False
+        h = id_hash(event_id)
+        return h in self.seen or self.archived(h)
 
 
 def _encode(ms: int, hashes: array[int]) -> bytes:

@@ -72,7 +72,8 @@ class PartitionState:
         self._stores: dict[bytes, Store] = {store.prefix: store for store in stores}
         # the stores' containers, aliased: what the hot path and the runtime read
         self.event_ids = self._event_ids  # `"<id>" in state.event_ids`: processed?
-        self.seen = self._event_ids.seen  # their hashes (event_ids.py), for replays
+        self.seen = self._event_ids.seen  # their recent hashes (event_ids.py), for replays
+        self._archived = self._event_ids.archived  # and the others
         self._new_ids = self._event_ids.new
         self.orders = self._orders.orders  # order id -> event time
         self.identities = self._identities.emails  # cart id (else email) -> email tracked
@@ -97,7 +98,7 @@ class PartitionState:
         """Fold one event in; False when it was a replay (or a repeated transaction)."""
         event_id = change.event_id
         id_key = id_hash(event_id)
-        if id_key in self.seen:
+        if id_key in self.seen or self._archived(id_key):
             return False
         if type(change) is LineChange:
             if change.added:

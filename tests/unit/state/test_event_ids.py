@@ -5,8 +5,12 @@ from __future__ import annotations
 import uuid
 
 import orjson
+import pytest
 
+from pipeline.source.changes import PageView
+from pipeline.state import event_ids
 from pipeline.state.event_ids import EventIds, id_hash
+from pipeline.state.partition import PartitionState
 from pipeline.state.records import RECORD_BUDGET, Record
 
 HOUR = 3_600_000
@@ -87,3 +91,62 @@ def test_expire_forgets_old_windows_with_tombstones() -> None:
     assert ids.snapshot() == hashes("e-1", "e-2")
     log += [(b"s0", None)]
     assert restored(log).snapshot() == ids.snapshot()
+
+
+def uuids(start: int, count: int) -> list[str]:
+    return [
+        str(uuid.UUID(int=(i * 0x9E3779B97F4A7C15) % (1 << 128)))
+        for i in range(start, start + count)
+    ]
+
+
+def test_sealed_windows_join_the_sorted_array_and_still_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(event_ids, "MERGE_AT", 1000)
+    ids = EventIds(HOUR)
+    log: list[Record] = []
+    batches = [uuids(n * 600, 600) for n in range(5)]
+    for n, batch in enumerate(batches):
+        for event_id in batch:
+            ids.add(event_id)
+        log += ids.changes(n * 1000)
+    assert len(ids.seen) < 1000  # the older windows left the set for the array
+    every = [i for batch in batches for i in batch]
+    assert len(ids) == 3000 and ids.snapshot() == hashes(*every)
+    assert all(i in ids for i in every) and not any(i in ids for i in uuids(10_000, 500))
+    twin = restored(log)
+    assert twin.snapshot() == ids.snapshot() and len(twin) == 3000
+    assert all(i in twin for i in every[::7])
+
+
+def test_expiry_and_tombstones_reach_windows_in_the_array(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(event_ids, "MERGE_AT", 100)
+    ids = EventIds(HOUR)
+    log: list[Record] = []
+    old, late = uuids(0, 300), uuids(300, 300)
+    for event_id in old:
+        ids.add(event_id)
+    log += ids.changes(0)  # merged: 300 >= 100
+    for event_id in late:
+        ids.add(event_id)
+    log += ids.changes(2 * HOUR)
+    gone = ids.expire(2 * HOUR)
+    assert gone == [(b"s0", None)]
+    assert not any(i in ids for i in old) and all(i in ids for i in late)
+    assert ids.snapshot() == hashes(*late) and len(ids) == 300
+    twin = restored(log + gone)  # a record, then its tombstone, in one restore
+    assert twin.snapshot() == ids.snapshot()
+    assert not any(i in twin for i in old[::5]) and all(i in twin for i in late[::5])
+
+
+def test_the_hot_path_check_is_exact_after_a_restore() -> None:
+    state = PartitionState()
+    for event_id in uuids(0, 50):
+        state.apply(PageView(event_id, 1000, None, None, None))
+    log = state.changes()
+    twin = PartitionState()
+    for k, v in log:
+        twin.load(k, v)
+    assert not any(twin.apply(PageView(i, 1000, None, None, None)) for i in uuids(0, 50))
+    assert all(twin.apply(PageView(i, 1000, None, None, None)) for i in uuids(50, 50))
