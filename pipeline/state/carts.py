@@ -143,16 +143,18 @@ class Carts:
 
     def changes(self) -> list[Record]:
         """Records of the carts touched since the last call; every COMPACT_EVERY calls
-        (or when many carts were used) a compaction pass."""
+        (or when many carts were used, or when none was: a partition gone quiet after a
+        catch-up holds its carts compact two windows later) a compaction pass."""
         carts = self.carts
         records: list[Record] = []
+        quiet = not self.touched and bool(self._recent or self._previous)
         for cart_id in self.touched:
             cart = carts.get(cart_id)
             records.append((key(PREFIX, cart_id), cart.dump() if isinstance(cart, Cart) else cart))
         self._recent |= self.touched
         self.touched.clear()
         self._calls += 1
-        if self._calls % COMPACT_EVERY == 0 or len(self._recent) > COMPACT_RECENT_MAX:
+        if quiet or self._calls % COMPACT_EVERY == 0 or len(self._recent) > COMPACT_RECENT_MAX:
             self.compact()
         return records
 

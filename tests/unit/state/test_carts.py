@@ -112,3 +112,16 @@ def test_a_cart_parsed_to_be_read_is_compacted_again_by_later_passes() -> None:
     carts.compact()
     carts.compact()
     assert all(isinstance(cart, bytes) for cart in carts.carts.values())
+
+
+def test_a_quiet_partition_compacts_its_carts_two_windows_later() -> None:
+    carts = Carts(DAY)
+    for n in range(10):
+        carts.open(f"c-{n}", 1000).add("sku-1", 1, "Kettle", 10.0)
+    carts.dirty.clear()
+    carts.changes()  # the window that used them
+    assert all(isinstance(cart, Cart) for cart in carts.carts.values())
+    carts.changes()  # nothing touched: a pass (they were used in this interval)
+    carts.changes()  # and the next: idle since the last pass
+    assert all(isinstance(cart, bytes) for cart in carts.carts.values())
+    assert carts.changes() == []  # nothing left to compact, nothing written
