@@ -48,5 +48,6 @@ typecheck: install ## mypy --strict on the package
 bench: install ## the benchmark: end-to-end events/s against the consume+decode ceiling
 	$(BIN)/ofsys-pipeline bench
 
-clean: ## remove the virtualenv and caches
+clean: ## remove the virtualenv, caches and any compiled (mypyc) modules
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist
+	rm -f *__mypyc.*.so && find pipeline -name '*.so' -delete  # mypyc's extensions, if compiled

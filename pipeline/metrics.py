@@ -23,6 +23,7 @@ from prometheus_client import (
 )
 
 from . import __version__
+from .compiled import compiled
 from .errors import DEAD_LETTER_REASONS, RETRY_REASONS
 from .journey.commands import CALL_NAMES
 from .source.normalise import EVENT_NAMES
@@ -40,7 +41,7 @@ class Metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         Info("ofsys_build", "Version of the running pipeline.", registry=registry).info(
-            {"version": __version__}
+            {"version": __version__, "compiled": str(compiled()).lower()}
         )
         self.events = Counter(
             "ofsys_events_total",

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from confluent_kafka import TopicPartition
 
 from .. import logs
+from ..compiled import compiled
 from ..config import Settings
 from ..errors import RestoreInterruptedError
 from ..metrics import Metrics
@@ -161,7 +162,10 @@ class Pipeline(Rebalancing):
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        log.info("consuming", extra={"topic": self.topic, "group_id": settings.group_id})
+        log.info(
+            "consuming",
+            extra={"topic": self.topic, "group_id": settings.group_id, "compiled": compiled()},
+        )
         committed_ms = self.checkpoint.offsets.committed_event_ms
         view = LagView(
             lambda: list(self.states),

@@ -30,6 +30,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from .. import logs
+from ..compiled import compiled
 from ..runtime import topics
 from ..source.schemas import load_family
 from .bench_parts import _start_emulator, consume_decode_ceiling, stop_emulator
@@ -220,7 +221,7 @@ def run_backlog(
         "\ncatch-up s and events/s from the first assignment (seen on /metrics) to the last "
         "commit; the ceiling from the first record read to the last\n" + _table(rows) + "\n"
     )
-    result: dict[str, Any] = {"mode": "backlog", "backlog": rows}
+    result: dict[str, Any] = {"mode": "backlog", "compiled": compiled(), "backlog": rows}
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     bad = [r for r in rows if r["conflicts"] or r["exit_code"] != 0]
     return 1 if bad else 0

@@ -24,6 +24,7 @@ import orjson
 from confluent_kafka.admin import AdminClient
 
 from .. import logs
+from ..compiled import compiled
 from ..runtime import topics
 from ..source.schemas import load_family
 from .bench_parts import (
@@ -121,6 +122,7 @@ def run_bench(
         "changelog": changelog,
         "journey_latency_ms": journey_latency_ms,
         "timed_from": "first Journey request (emulator receipt)",
+        "compiled": compiled(),
         "best_run": best["run"],
         "events_per_s": best["events_per_s"],
         "ceiling_events_per_s": best["ceiling_events_per_s"],
@@ -176,6 +178,7 @@ def run_rate(
             stop_emulator(emulator)
     result = {
         "mode": "rate",
+        "compiled": compiled(),
         "shape": shape,
         "rate": rate,
         "duration_s": duration_s,
