@@ -80,7 +80,7 @@ class EventIds:
         self.seen: set[int] = set()  # the recent hashes (see the module's docstring)
         self.new: list[int] = []  # hashes added since the last `changes()`, in order
         self._windows: dict[int, tuple[int, array[int]]] = {}  # n -> (newest ms, hashes)
-        self._in_set: dict[int, int] = {}  # windows whose hashes are in `seen` -> count
+        self._in_set: set[int] = set()  # windows whose hashes are in `seen`
         self._sorted = _EMPTY  # every other window's hashes, sorted
         self._bits = 0  # `_filter` has a bit per value of a hash's low `_bits` bits
         self._filter = bytearray(1)
@@ -114,10 +114,10 @@ class EventIds:
             n = self._next
             self._next += 1
             self._windows[n] = (stream_ms, hashes)
-            self._in_set[n] = len(hashes)
+            self._in_set.add(n)
             records.append((key(PREFIX, str(n)), _encode(stream_ms, hashes)))
         new.clear()
-        if sum(self._in_set.values()) >= MERGE_AT:
+        if sum(len(self._windows[n][1]) for n in self._in_set) >= MERGE_AT:
             self._merge()
         return records
 
@@ -146,7 +146,8 @@ class EventIds:
         old = self._windows.pop(n, None)
         if old is None:
             return
-        if self._in_set.pop(n, None) is not None:
+        if n in self._in_set:
+            self._in_set.discard(n)
             self.seen.difference_update(old[1])
         else:
             self._stale = True
