@@ -1,6 +1,6 @@
 """Commands -> Journey request bodies, bounded by command count and body bytes.
 
-Each command is encoded once; a body is the encoded commands joined. Invariants: the
+Commands are encoded a batch at a time; a body is the encoded commands joined. Invariants: the
 batches hold the commands in their order, each within both bounds (but for a lone
 oversized command); the batch id is a hash of exactly the encoded commands, so a
 retried, split or re-made batch with the same content carries the same
@@ -25,14 +25,26 @@ _OVERHEAD = len(_HEAD) + 32 + len(_MID) + len(_TAIL)
 class Batch:
     """One Journey request: its commands, their encodings and the body."""
 
-    __slots__ = ("batch_id", "body", "commands", "encoded")
+    __slots__ = ("_encoded", "batch_id", "body", "commands")
 
-    def __init__(self, commands: list[Command], encoded: list[bytes]) -> None:
+    def __init__(
+        self, commands: list[Command], encoded: list[bytes] | None, joined: bytes | None = None
+    ) -> None:
+        """From the commands' encodings, or (`encoded` None) from them already joined:
+        orjson's array of the commands less its brackets, the same bytes."""
         self.commands = commands
-        self.encoded = encoded
-        joined = b",".join(encoded)
+        self._encoded = encoded
+        if joined is None:
+            joined = b",".join(encoded or ())
         self.batch_id = hashlib.blake2b(joined, digest_size=16).hexdigest()
         self.body = b"".join((_HEAD, self.batch_id.encode(), _MID, joined, _TAIL))
+
+    @property
+    def encoded(self) -> list[bytes]:
+        """Each command's encoding: made only when a batch is split or trimmed (rare)."""
+        if self._encoded is None:
+            self._encoded = [orjson.dumps(command) for command in self.commands]
+        return self._encoded
 
     def __len__(self) -> int:
         return len(self.commands)
@@ -42,29 +54,50 @@ class Batch:
         keep = [i for i, command in enumerate(self.commands) if command["id"] not in ids]
         if not keep:
             return None
-        return Batch([self.commands[i] for i in keep], [self.encoded[i] for i in keep])
+        encoded = self.encoded
+        return Batch([self.commands[i] for i in keep], [encoded[i] for i in keep])
 
     def halves(self) -> tuple[Batch, Batch]:
         mid = len(self.commands) // 2
+        encoded = self.encoded
         return (
-            Batch(self.commands[:mid], self.encoded[:mid]),
-            Batch(self.commands[mid:], self.encoded[mid:]),
+            Batch(self.commands[:mid], encoded[:mid]),
+            Batch(self.commands[mid:], encoded[mid:]),
         )
 
 
 def batches(commands: list[Command], max_commands: int, max_bytes: int) -> Iterator[Batch]:
     """Split commands, in order, into batches within both bounds (a lone oversized
-    command still gets a batch of its own: Journey, not the splitter, judges it)."""
+    command still gets a batch of its own: Journey, not the splitter, judges it).
+
+    Greedy: each batch takes as many commands as both bounds allow. The usual case, the
+    next `max_commands` commands within `max_bytes`, is one orjson call for all of them
+    (its array's bytes are the encodings joined by commas); only a batch the byte bound
+    ends early encodes its commands one by one. Either way the same batches."""
+    start, end = 0, len(commands)
+    while start < end:
+        chunk = commands[start : start + max_commands]
+        data = orjson.dumps(chunk)
+        if len(data) - 2 + _OVERHEAD <= max_bytes:
+            yield Batch(chunk, None, data[1:-1])
+        else:
+            chunk, encoded = _by_bytes(commands, start, max_commands, max_bytes)
+            yield Batch(chunk, encoded)
+        start += len(chunk)
+
+
+def _by_bytes(
+    commands: list[Command], start: int, max_commands: int, max_bytes: int
+) -> tuple[list[Command], list[bytes]]:
+    """The batch from `start` as far as the byte bound allows (at least one command)."""
     chunk: list[Command] = []
     encoded: list[bytes] = []
     size = _OVERHEAD
-    for command in commands:
+    for command in commands[start : start + max_commands]:
         data = orjson.dumps(command)
-        if chunk and (len(chunk) >= max_commands or size + len(data) + 1 > max_bytes):
-            yield Batch(chunk, encoded)
-            chunk, encoded, size = [], [], _OVERHEAD
+        if chunk and size + len(data) + 1 > max_bytes:
+            break
         chunk.append(command)
         encoded.append(data)
         size += len(data) + 1
-    if chunk:
-        yield Batch(chunk, encoded)
+    return chunk, encoded

@@ -32,6 +32,7 @@ class Cart:
         "sent_step",
         "sent_total",
         "step",
+        "synced",
         "total",
         "ts",
         "version",
@@ -48,13 +49,16 @@ class Cart:
         self.sent_total: float | None = None
         self.sent_step: int | None = None
         self.abandoned_at = 0  # the activity time an AbandonedCart trigger fired for
+        # Journey holds the cart as it is, known without comparing its lines: set when a
+        # net change was sent (or a record said so), cleared by every change to it
+        self.synced = False
 
     def dump(self) -> bytes:
         """The cart as 8 bytes of big-endian event time, then JSON: the changelog value,
         and the form an idle cart is kept in (a third of the memory of the objects)."""
         lines = [[pid, line.name, line.price, line.quantity] for pid, line in self.lines.items()]
         sent: Any = 0  # Journey holds the cart as it is: the usual case, said in a byte
-        if not self._in_sync():
+        if not self.synced and not self._in_sync():
             sent = [self.sent_total, self.sent_step, list(self.sent_lines.items())]
         return self.ts.to_bytes(8, "big") + orjson.dumps(
             [self.version, self.created, self.total, self.step, lines, sent, self.abandoned_at]
@@ -78,6 +82,7 @@ class Cart:
         cart.version, cart.created, cart.total, cart.step = version, created, total, step
         cart.lines = {pid: Line(name, price, quantity) for pid, name, price, quantity in lines}
         if sent == 0:
+            cart.synced = True
             cart.sent_total, cart.sent_step = money(total), step
             cart.sent_lines = {pid: _sent(line) for pid, line in cart.lines.items()}
         else:
@@ -93,6 +98,7 @@ class Cart:
     def close(self) -> None:
         """A transaction closed the cart: forget its content, keep its version so the
         next cart under the same id gets new command ids."""
+        self.synced = False
         self.lines = {}
         self.total = 0.0
         self.step = None
@@ -102,7 +108,10 @@ class Cart:
         self.sent_step = None
 
     def replace(self, total: float | None, step: int | None, lines: dict[str, Line]) -> None:
-        self.lines = {pid: line for pid, line in lines.items() if line.quantity > 0}
+        """The cart as a page showed it; `lines` is the snapshot's own dict (normalise
+        left its zero-quantity lines out), taken over, not copied."""
+        self.synced = False
+        self.lines = lines
         self.total = (
             total
             if total is not None
@@ -113,6 +122,7 @@ class Cart:
     def add(self, product_id: str, quantity: int, name: str | None, price: float | None) -> None:
         if quantity <= 0:
             return
+        self.synced = False
         line = self.lines.get(product_id)
         if line is None:
             line = self.lines[product_id] = Line(name, price, 0)
@@ -127,6 +137,7 @@ class Cart:
         line = self.lines.get(product_id)
         if line is None:
             return
+        self.synced = False
         taken = line.quantity if quantity is None else min(max(quantity, 0), line.quantity)
         line.quantity -= taken
         if line.quantity == 0:

@@ -2,11 +2,12 @@
 
 All trigger logic lives here: the timers, the browsing store (`b<visitor>` records,
 value `[last view ms, product ids]`), the carts awaiting an email, and the firing.
-Timers are kept per partition beside its state (one heap entry per cart or visitor at
-a time; activity only moves the due time, checked when the entry comes up). Invariant:
-a trigger fires at most once per quiet period: the cart remembers the activity time it
-fired for (`Cart.abandoned_at`, in its changelog record), and a visitor's browsing
-entry is deleted when it fires, so neither a restart nor a rebalance fires it twice.
+Timers are kept per partition beside its state (one entry per cart or visitor at a
+time, in one-second buckets; activity only moves the due time, checked when the entry
+comes up). Invariant: a trigger fires at most once per quiet period: the cart
+remembers the activity time it fired for (`Cart.abandoned_at`, in its changelog
+record), and a visitor's browsing entry is deleted when it fires, so neither a restart
+nor a rebalance fires it twice.
 
 Time: a partition's clock is the wall clock when the consumer has read its partitions
 to the end, else the newest event time it has processed (its stream time). So a
@@ -38,32 +39,62 @@ class TriggerSettings(NamedTuple):
     browse_after_ms: int  # 0: browse abandonment off
 
 
+TIMER_RESOLUTION_MS = 1000  # timers fall due at most this late
+
+
 class Timers:
-    """Due times, one entry per (kind, key) at a time."""
+    """Due times, one entry per (kind, key) at a time, in buckets of
+    `resolution_ms`: an entry costs a list slot (8 bytes) beside its key's slot in
+    `armed`, not a heap tuple with its own int (about 100 bytes a cart). An entry falls
+    due when its due time rounded up to the resolution has come: never early, at most
+    `resolution_ms` late; in due order across buckets, in arming order within one."""
 
-    __slots__ = ("armed", "heap")
+    __slots__ = ("_buckets", "_heap", "_resolution", "armed")
 
-    def __init__(self) -> None:
-        self.heap: list[tuple[int, int, str]] = []  # (due ms, kind, key)
-        # the keys with an entry in `heap`, per kind (no tuple per entry: memory)
-        self.armed: tuple[set[str], set[str]] = (set(), set())
+    def __init__(self, resolution_ms: int = TIMER_RESOLUTION_MS) -> None:
+        self._resolution = resolution_ms
+        # bucket (its due time, rounded up, times 2, plus the kind) -> its keys
+        self._buckets: dict[int, list[str]] = {}
+        self._heap: list[int] = []  # the buckets, soonest first
+        self.armed: tuple[set[str], set[str]] = (set(), set())  # the keys with an entry
 
-    def arm(self, kind: int, key: str, due_ms: int) -> None:
+    def arm(self, kind: int, name: str, due_ms: int) -> None:
         armed = self.armed[kind]
-        if key not in armed:
-            armed.add(key)
-            heapq.heappush(self.heap, (due_ms, kind, key))
+        if name not in armed:
+            armed.add(name)
+            bucket = -(-due_ms // self._resolution) * 2 + kind
+            keys = self._buckets.get(bucket)
+            if keys is None:
+                self._buckets[bucket] = [name]
+                heapq.heappush(self._heap, bucket)
+            else:
+                keys.append(name)
 
-    def pop_due(self, now_ms: int) -> tuple[int, int, str] | None:
-        """The next entry due by `now_ms`, disarmed; the caller re-arms it if needed."""
-        if self.heap and self.heap[0][0] <= now_ms:
-            entry = heapq.heappop(self.heap)
-            self.armed[entry[1]].discard(entry[2])
-            return entry
-        return None
+    def take_due(self, now_ms: int) -> list[tuple[int, str]]:
+        """The entries due by `now_ms` as (kind, key), disarmed; the caller re-arms one
+        if need be (for a later time: it is not in the list)."""
+        heap, buckets, resolution = self._heap, self._buckets, self._resolution
+        due: list[tuple[int, str]] = []
+        while heap and (heap[0] >> 1) * resolution <= now_ms:
+            bucket = heapq.heappop(heap)
+            kind = bucket & 1
+            armed = self.armed[kind]
+            for name in buckets.pop(bucket):
+                armed.discard(name)
+                due.append((kind, name))
+        return due
+
+    def drop(self, name: str) -> None:
+        """No entry for a key any more, of either kind (a forget request: rare, a scan)."""
+        if name in self.armed[CART] or name in self.armed[BROWSE]:
+            self.armed[CART].discard(name)
+            self.armed[BROWSE].discard(name)
+            for keys in self._buckets.values():
+                while name in keys:
+                    keys.remove(name)
 
     def __len__(self) -> int:
-        return len(self.heap)
+        return len(self.armed[CART]) + len(self.armed[BROWSE])
 
 
 class Triggers:
@@ -78,7 +109,6 @@ class Triggers:
         "_carts",
         "_changed",
         "_emails",
-        "_heap",
         "browsing",
         "settings",
         "timers",
@@ -90,7 +120,7 @@ class Triggers:
         self.settings = settings
         self._cart_after_ms = settings.cart_after_ms if settings is not None else 0
         self.timers = Timers()
-        self._armed, self._heap = self.timers.armed[CART], self.timers.heap  # `cart_active`
+        self._armed = self.timers.armed[CART]  # `cart_active`
         self.browsing: dict[str, list[Any]] = {}  # visitor key -> [last view ms, product ids]
         self._changed: set[str] = set()  # browsing entries whose record is not written
         self._awaiting: dict[str, int] = {}  # quiet cart id -> its activity time
@@ -100,10 +130,10 @@ class Triggers:
     # -- activity (the partition's apply) ----------------------------------------------
 
     def cart_active(self, cart_id: str, ts: int) -> None:
-        """A cart changed at `ts`: armed to fall due `cart_after_ms` later (hot path)."""
-        if cart_id not in self._armed:  # Timers.arm, inlined
-            self._armed.add(cart_id)
-            heapq.heappush(self._heap, (ts + self._cart_after_ms, CART, cart_id))
+        """A cart changed at `ts`: armed to fall due `cart_after_ms` later (hot path:
+        a cart already armed costs one set lookup)."""
+        if cart_id not in self._armed:
+            self.timers.arm(CART, cart_id, ts + self._cart_after_ms)
 
     def viewed(self, key: str | None, product_id: str, ts: int) -> None:
         """A product view by a cart or visitor (`key`): browsing, armed to fall due."""
@@ -141,12 +171,7 @@ class Triggers:
         request): nothing fires for it afterwards. The browsing tombstone, if any."""
         self._awaiting.pop(name, None)
         self._changed.discard(name)
-        timers = self.timers
-        if name in timers.armed[CART] or name in timers.armed[BROWSE]:
-            timers.armed[CART].discard(name)
-            timers.armed[BROWSE].discard(name)
-            timers.heap[:] = [entry for entry in timers.heap if entry[2] != name]
-            heapq.heapify(timers.heap)
+        self.timers.drop(name)
         if self.browsing.pop(name, None) is None:
             return []
         return [(key(PREFIX, name), None)]
@@ -158,8 +183,7 @@ class Triggers:
         if self.settings is None:
             return []
         fired: list[Command] = []
-        while (entry := self.timers.pop_due(now_ms)) is not None:
-            _, kind, name = entry
+        for kind, name in self.timers.take_due(now_ms):
             fire = self._abandoned_cart if kind == CART else self._browse_abandoned
             if (cmd := fire(name, now_ms)) is not None:
                 fired.append(cmd)

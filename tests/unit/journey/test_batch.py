@@ -161,6 +161,7 @@ def test_batches_property(pads: list[int], max_commands: int, room: int) -> None
     for batch in out:
         assert 1 <= len(batch) <= max_commands
         assert batch.encoded == [orjson.dumps(c) for c in batch.commands]
+        assert batch.body == make(batch.commands).body  # a batch's one orjson call: same bytes
         assert orjson.loads(batch.body) == {"batchId": batch.batch_id, "commands": batch.commands}
         if len(batch) > 1:
             assert len(batch.body) <= max_bytes

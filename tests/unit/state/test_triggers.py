@@ -18,7 +18,9 @@ from pipeline.state.carts import Carts
 from pipeline.state.partition import PartitionState
 from pipeline.state.triggers import (
     BROWSE,
+    CART,
     MAX_VIEWED,
+    TIMER_RESOLUTION_MS,
     Timers,
     Triggers,
     TriggerSettings,
@@ -214,15 +216,39 @@ def browsing_store() -> Triggers:
 
 
 def test_timers_keep_one_entry_per_key_and_pop_in_due_order() -> None:
-    timers = Timers()
+    timers = Timers(resolution_ms=1)
     timers.arm(BROWSE, "v-1", 20)
     timers.arm(BROWSE, "v-1", 5)  # armed already: the first due time stands
     timers.arm(BROWSE, "v-2", 10)
-    assert len(timers) == 2
-    assert timers.pop_due(9) is None
-    assert timers.pop_due(20) == (10, BROWSE, "v-2")
-    assert timers.pop_due(20) == (20, BROWSE, "v-1")
-    assert timers.pop_due(20) is None
+    timers.arm(CART, "c-1", 10)
+    assert len(timers) == 3
+    assert timers.take_due(9) == []
+    assert timers.take_due(20) == [(CART, "c-1"), (BROWSE, "v-2"), (BROWSE, "v-1")]
+    assert timers.take_due(20) == []
+    assert len(timers) == 0
+
+
+def test_timers_fall_due_never_early_at_most_a_resolution_late() -> None:
+    timers = Timers()  # TIMER_RESOLUTION_MS
+    timers.arm(CART, "c-1", 1_001)
+    timers.arm(CART, "c-2", 1_999)
+    timers.arm(CART, "c-3", 2_000)
+    timers.arm(CART, "c-4", 2_001)
+    assert timers.take_due(1_999) == []  # c-1 is due, but its bucket is 2,000
+    assert timers.take_due(2_000) == [(CART, "c-1"), (CART, "c-2"), (CART, "c-3")]
+    timers.arm(CART, "c-1", 2_500)  # re-armed once taken
+    assert timers.take_due(2_999) == []
+    assert timers.take_due(TIMER_RESOLUTION_MS * 3) == [(CART, "c-4"), (CART, "c-1")]
+
+
+def test_timers_drop_removes_both_kinds() -> None:
+    timers = Timers(resolution_ms=1)
+    timers.arm(CART, "c-1", 5)
+    timers.arm(BROWSE, "c-1", 6)
+    timers.arm(CART, "c-2", 5)
+    timers.drop("c-1")
+    assert len(timers) == 1
+    assert timers.take_due(10) == [(CART, "c-2")]
 
 
 def test_browsing_changes_load_round_trip() -> None:
