@@ -1,8 +1,8 @@
 """Commands -> Journey request bodies, bounded by command count and body bytes.
 
-Commands are encoded a batch at a time; a body is the encoded commands joined. Invariants: the
-batches hold the commands in their order, each within both bounds (but for a lone
-oversized command); the batch id is a hash of exactly the encoded commands, so a
+Commands are encoded a batch at a time; a body is the encoded commands joined.
+Invariants: the batches hold the commands in their order, each within both bounds (but
+for a lone oversized command); the batch id is a hash of exactly the encoded commands, so a
 retried, split or re-made batch with the same content carries the same
 Idempotency-Key, and different content never shares one.
 """
@@ -30,12 +30,13 @@ class Batch:
     def __init__(
         self, commands: list[Command], encoded: list[bytes] | None, joined: bytes | None = None
     ) -> None:
-        """From the commands' encodings, or (`encoded` None) from them already joined:
-        orjson's array of the commands less its brackets, the same bytes."""
+        """From the commands' encodings, or from them already joined (`joined`: orjson's
+        array of the commands less its brackets, the same bytes); `encoded` None and no
+        `joined`: the commands are encoded here."""
         self.commands = commands
         self._encoded = encoded
         if joined is None:
-            joined = b",".join(encoded or ())
+            joined = b",".join(self.encoded)
         self.batch_id = hashlib.blake2b(joined, digest_size=16).hexdigest()
         self.body = b"".join((_HEAD, self.batch_id.encode(), _MID, joined, _TAIL))
 

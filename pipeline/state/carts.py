@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import InvalidEventError
 from ..journey.commands import Command
 from .cart import Cart, _sent, cart_ms
-from .compose import digest
+from .compose import command, digest, money, put
 from .records import Record, key
 
 PREFIX = b"c"
@@ -31,39 +31,34 @@ __all__ = ["COMPACT_EVERY", "MAX_CART_LINES", "PREFIX", "Cart", "Carts", "cart_m
 def net_change(cart_id: str, cart: Cart, email: str | None, out: list[Command]) -> None:
     """The cart's change against what Journey holds, if any: AddCart or UpdateCart, an
     AddCartItem per new or changed line (absolute quantity), a RemoveCartItem per line
-    that left, SubmitCart; ids `<cart id>@<version>.<digest of the change>/<n>`. Once
-    per dirty cart per window: the commands are dict literals, not calls (hot path)."""
+    that left, SubmitCart; ids `<cart id>@<version>.<digest of the change>/<n>`."""
     if cart.synced and cart.created:
         return  # nothing changed since Journey got it (a replayed page view, say)
-    total = round(cart.total, 2)  # money()
+    total = money(cart.total)
     sent = cart.sent_lines
-    lines = cart.lines
-    changed = [(pid, line) for pid, line in lines.items() if sent.get(pid) != _sent(line)]
-    removed = [pid for pid in sent if pid not in lines]
-    if not cart.created and not lines:
+    changed = [(pid, line) for pid, line in cart.lines.items() if sent.get(pid) != _sent(line)]
+    removed = [pid for pid in sent if pid not in cart.lines]
+    if not cart.created and not cart.lines:
         return  # an empty cart Journey does not know is no news
-    step = cart.step
     if (
         cart.created
         and not changed
         and not removed
         and total == cart.sent_total
-        and step == cart.sent_step
+        and cart.step == cart.sent_step
     ):
         cart.synced = True
         return
-    head: dict[str, Any] = {"idCart": cart_id, "TotalPrice": total}
-    if step is not None:
-        head["status"] = step
     calls: list[tuple[str, dict[str, Any]]] = [
-        ("ECommerce.UpdateCart" if cart.created else "ECommerce.AddCart", head)
+        (
+            "ECommerce.UpdateCart" if cart.created else "ECommerce.AddCart",
+            put({"idCart": cart_id, "TotalPrice": total}, "status", cart.step),
+        )
     ]
     for pid, line in changed:
         args = {"idCart": cart_id, "idProduct": pid, "quantity": line.quantity}
-        if line.name is not None:
-            args["productName"] = line.name
-        if line.price is not None:
-            args["priceunit"] = line.price
+        put(args, "productName", line.name)
+        put(args, "priceunit", line.price)
         calls.append(("ECommerce.AddCartItem", args))
     for pid in removed:
         calls.append(("ECommerce.RemoveCartItem", {"idCart": cart_id, "idProduct": pid}))
@@ -71,22 +66,12 @@ def net_change(cart_id: str, cart: Cart, email: str | None, out: list[Command]) 
     ts = cart.ts
     cart.version += 1
     prefix = f"{cart_id}@{cart.version}.{digest((ts, email, calls))}/"
-    append = out.append
-    for n, (call, args) in enumerate(calls):  # compose.command's dict, inlined
-        append(
-            {
-                "id": prefix + str(n),
-                "ts": ts,
-                "cartId": cart_id,
-                "email": email,
-                "call": call,
-                "args": args,
-            }
-        )
+    for n, (call, args) in enumerate(calls):
+        out.append(command(prefix + str(n), ts, cart_id, email, call, args))
     cart.created = True
-    cart.sent_lines = {pid: _sent(line) for pid, line in lines.items()}
+    cart.sent_lines = {pid: _sent(line) for pid, line in cart.lines.items()}
     cart.sent_total = total
-    cart.sent_step = step
+    cart.sent_step = cart.step
     cart.synced = True
 
 

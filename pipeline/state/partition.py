@@ -151,15 +151,15 @@ class PartitionState:
                 self._viewed(cart_id or email, change.product_id, ts)
             if cart_id is not None and cart_id in self.dirty:
                 self._settle(cart_id)
-            self.outbox.append(  # compose.command's dict, inlined (hot path)
-                {
-                    "id": f"{event_id}/{n}",
-                    "ts": ts,
-                    "cartId": cart_id,
-                    "email": self.identities.get(cart_id) if cart_id else email,
-                    "call": "ECommerce.ProductView",
-                    "args": {"idProduct": change.product_id},
-                }
+            self.outbox.append(
+                command(
+                    f"{event_id}/{n}",
+                    ts,
+                    cart_id,
+                    self.identities.get(cart_id) if cart_id else email,
+                    "ECommerce.ProductView",
+                    {"idProduct": change.product_id},
+                )
             )
         elif type(change) is Purchase:
             return self._purchase(change, n)

@@ -45,7 +45,7 @@ TIMER_RESOLUTION_MS = 1000  # timers fall due at most this late
 class Timers:
     """Due times, one entry per (kind, key) at a time, in buckets of
     `resolution_ms`: an entry costs a list slot (8 bytes) beside its key's slot in
-    `armed`, not a heap tuple with its own int (about 100 bytes a cart). An entry falls
+    `armed`, not a heap tuple with its own due-time int per cart. An entry falls
     due when its due time rounded up to the resolution has come: never early, at most
     `resolution_ms` late; in due order across buckets, in arming order within one."""
 
