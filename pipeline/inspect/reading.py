@@ -126,7 +126,7 @@ def state_as_of(
             loaded += 1
     finally:
         consumer.close()
-    state.rearm()
+    state.restored()
     if not loaded:
         return state, f"empty (nothing in {topic}[{partition}] before {iso(from_ms)})"
     return state, f"from {topic}[{partition}] as of {iso(from_ms)} ({loaded} records)"

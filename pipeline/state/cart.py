@@ -1,8 +1,11 @@
 """Cart: one cart's true state and what Journey last received of it, and its record form.
 
 Owns the `Cart` object and its changelog value (`Cart.dump` / `Cart.load`): 8 bytes of
-big-endian activity time, then JSON; `Sent`, a line as Journey holds it; and `cart_ms`,
-a cart's activity time whether kept as an object or compact bytes.
+big-endian activity time; if Journey was told the cart's email, the byte 0xFF, its
+length in two bytes and the email in UTF-8; then JSON. The email rides in the cart's
+own record (one record, one dict entry per cart): a record without it, as written
+before, reads as a cart with no email. `Sent` is a line as Journey holds it; `cart_ms`
+and `cart_email` read a cart kept as an object or as compact bytes without parsing it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from ..source.changes import Line
 from .compose import money
 
 Sent = tuple[int, float | None, str | None]  # a line as Journey holds it: quantity, price, name
+_EMAIL = 0xFF  # byte 8 of a record that carries the email (no JSON text starts with it)
 
 
 def _sent(line: Line) -> Sent:
@@ -27,6 +31,7 @@ class Cart:
     __slots__ = (
         "abandoned_at",
         "created",
+        "email",
         "lines",
         "sent_lines",
         "sent_step",
@@ -45,6 +50,7 @@ class Cart:
         self.ts = 0
         self.version = 0
         self.created = False
+        self.email: str | None = None  # the email Journey was told (by a Track) for it
         self.sent_lines: dict[str, Sent] = {}  # what Journey holds of each line
         self.sent_total: float | None = None
         self.sent_step: int | None = None
@@ -54,13 +60,17 @@ class Cart:
         self.synced = False
 
     def dump(self) -> bytes:
-        """The cart as 8 bytes of big-endian event time, then JSON: the changelog value,
-        and the form an idle cart is kept in (a third of the memory of the objects)."""
+        """The cart as its changelog value (see the module), also the form an idle cart
+        is kept in (a third of the memory of the objects)."""
         lines = [[pid, line.name, line.price, line.quantity] for pid, line in self.lines.items()]
         sent: Any = 0  # Journey holds the cart as it is: the usual case, said in a byte
         if not self.synced and not self._in_sync():
             sent = [self.sent_total, self.sent_step, list(self.sent_lines.items())]
-        return self.ts.to_bytes(8, "big") + orjson.dumps(
+        head = self.ts.to_bytes(8, "big")
+        if self.email is not None:
+            email = self.email.encode()
+            head += b"\xff" + len(email).to_bytes(2, "big") + email
+        return head + orjson.dumps(
             [self.version, self.created, self.total, self.step, lines, sent, self.abandoned_at]
         )
 
@@ -75,8 +85,12 @@ class Cart:
 
     @classmethod
     def load(cls, data: bytes) -> Cart:
-        version, created, total, step, lines, sent, abandoned_at = orjson.loads(data[8:])
         cart = cls()
+        body = 8
+        if data[8] == _EMAIL:
+            body = 11 + int.from_bytes(data[9:11], "big")
+            cart.email = data[11:body].decode()
+        version, created, total, step, lines, sent, abandoned_at = orjson.loads(data[body:])
         cart.abandoned_at = abandoned_at
         cart.ts = int.from_bytes(data[:8], "big")
         cart.version, cart.created, cart.total, cart.step = version, created, total, step
@@ -97,7 +111,8 @@ class Cart:
 
     def close(self) -> None:
         """A transaction closed the cart: forget its content, keep its version so the
-        next cart under the same id gets new command ids."""
+        next cart under the same id gets new command ids, and its email (Journey keeps
+        the identity)."""
         self.synced = False
         self.lines = {}
         self.total = 0.0
@@ -149,3 +164,12 @@ class Cart:
 def cart_ms(cart: Cart | bytes) -> int:
     """A cart's last activity time, kept or compact."""
     return int.from_bytes(cart[:8], "big") if type(cart) is bytes else cart.ts  # type: ignore[union-attr]
+
+
+def cart_email(cart: Cart | bytes) -> str | None:
+    """The email Journey was told for a cart, kept or compact (not parsed to read it)."""
+    if type(cart) is not bytes:
+        return cart.email  # type: ignore[union-attr]
+    if cart[8] != _EMAIL:
+        return None
+    return cart[11 : 11 + int.from_bytes(cart[9:11], "big")].decode()

@@ -1,7 +1,9 @@
 """Carts: each cart's true state and what Journey last received of it; net changes.
 
-Owns the `c<cart id>` records: 8 bytes of big-endian activity time, then JSON (see
-`Cart.dump`); a cart is a `Cart` while in use, its record bytes while idle (`compact()`).
+Owns the `c<cart id>` records: 8 bytes of big-endian activity time, the email Journey
+was told for the cart if any, then JSON (see cart.py); a cart is a `Cart` while in use,
+its record bytes while idle (`compact()`). A cart's identity is part of it: it lives,
+expires and is erased with the cart.
 Invariants: a cart holds at most `MAX_CART_LINES` lines (give or take one added to an
 idle cart), so its record stays far below RECORD_BUDGET; `version` counts the net
 changes sent and survives a transaction, so ids `<cart id>@<version>.<digest>/<n>` never
@@ -11,12 +13,12 @@ The `Cart` object and its record form live in `cart` (re-exported here).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ..errors import InvalidEventError
 from ..journey.commands import Command
-from .cart import Cart, _sent, cart_ms
+from ..source.identity import email_hash
+from .cart import Cart, _sent, cart_email, cart_ms
 from .compose import command, digest, money, put
 from .records import Record, key
 
@@ -25,10 +27,19 @@ MAX_CART_LINES = 500  # a cart's record stays far below RECORD_BUDGET
 COMPACT_EVERY = 30  # windows between compaction passes (about 30 s at the default window)
 COMPACT_RECENT_MAX = 10_000  # or sooner, when this many carts were used since the last pass
 
-__all__ = ["COMPACT_EVERY", "MAX_CART_LINES", "PREFIX", "Cart", "Carts", "cart_ms", "net_change"]
+__all__ = [
+    "COMPACT_EVERY",
+    "MAX_CART_LINES",
+    "PREFIX",
+    "Cart",
+    "Carts",
+    "cart_email",
+    "cart_ms",
+    "net_change",
+]
 
 
-def net_change(cart_id: str, cart: Cart, email: str | None, out: list[Command]) -> None:
+def net_change(cart_id: str, cart: Cart, out: list[Command]) -> None:
     """The cart's change against what Journey holds, if any: AddCart or UpdateCart, an
     AddCartItem per new or changed line (absolute quantity), a RemoveCartItem per line
     that left, SubmitCart; ids `<cart id>@<version>.<digest of the change>/<n>`."""
@@ -63,7 +74,7 @@ def net_change(cart_id: str, cart: Cart, email: str | None, out: list[Command]) 
     for pid in removed:
         calls.append(("ECommerce.RemoveCartItem", {"idCart": cart_id, "idProduct": pid}))
     calls.append(("ECommerce.SubmitCart", {"idCart": cart_id}))
-    ts = cart.ts
+    ts, email = cart.ts, cart.email
     cart.version += 1
     prefix = f"{cart_id}@{cart.version}.{digest((ts, email, calls))}/"
     for n, (call, args) in enumerate(calls):
@@ -115,6 +126,32 @@ class Carts:
             cart = self.carts[cart_id] = Cart.load(cart)
             self._recent.add(cart_id)  # an object now: compacted again by a later pass
         return cart  # type: ignore[return-value]
+
+    def email(self, cart_id: str | None) -> str | None:
+        """The email Journey was told for the cart (None for no cart, or none told)."""
+        cart = self.carts.get(cart_id) if cart_id is not None else None
+        return None if cart is None else cart_email(cart)
+
+    def identify(self, cart_id: str, email: str, ts: int) -> None:
+        """Journey is told `email` for the cart (a new, empty one at `ts` if need be); a
+        compact cart stays compact."""
+        held = self.carts.get(cart_id)
+        cart = Cart.load(held) if type(held) is bytes else held
+        if cart is None:
+            cart = self.carts[cart_id] = Cart()
+            cart.ts = ts
+        cart.email = email  # type: ignore[union-attr]
+        if type(held) is bytes:
+            self.carts[cart_id] = cart.dump()  # type: ignore[union-attr]
+        self.touched.add(cart_id)
+
+    def named(self, email_sha256: str) -> set[str]:
+        """The carts whose email has this hash (a forget request names it by hash)."""
+        return {
+            cart_id
+            for cart_id, cart in self.carts.items()
+            if (email := cart_email(cart)) is not None and email_hash(email) == email_sha256
+        }
 
     def open(self, cart_id: str, ts: int) -> Cart:
         """The cart an event at `ts` changes (a new one if need be), marked dirty."""
@@ -181,20 +218,20 @@ class Carts:
         self.carts[name] = value
         return cart_ms(value)
 
-    def expire(self, now_ms: int, forget: Callable[[str], list[Record]]) -> list[Record]:
-        """Tombstones for carts idle longer than the retention, each followed by those
-        `forget` returns for it (its identity)."""
+    def expire(self, now_ms: int) -> list[Record]:
+        """Tombstones for carts idle longer than the retention (with them, their email)."""
         before = now_ms - self.retention_ms
         gone: list[Record] = []
         for cart_id in [c for c, cart in self.carts.items() if cart_ms(cart) < before]:
             del self.carts[cart_id]
             self.touched.discard(cart_id)
             gone.append((key(PREFIX, cart_id), None))
-            gone.extend(forget(cart_id))
         return gone
 
-    def snapshot(self) -> dict[str, str]:
+    def snapshot(self) -> dict[str, list[str | None]]:
+        """Each cart as [its email, its record in hex]: the email readable, so a check
+        that a forgotten shopper is gone can see it."""
         return {
-            cid: (cart if isinstance(cart, bytes) else cart.dump()).hex()
+            cid: [cart_email(cart), (cart if isinstance(cart, bytes) else cart.dump()).hex()]
             for cid, cart in self.carts.items()
         }

@@ -1,9 +1,10 @@
-"""Identities: the email Journey was last told (by a Track) for each cart or visitor.
+"""Identities: the email Journey was last told (by a Track) for each cartless visitor.
 
-Owns the `i<identity key>` records (value: `[email, tracked ms or null]`). The key is
-the cart id, or the email itself for a visitor without a cart. Invariant: a cart's
-identity lives and expires with its cart (the partition state forgets it when the
-cart expires); a cartless visitor's expires `retention_ms` after it was tracked.
+Owns the `i<email>` records (value: `[email, tracked ms]`). A cart's email lives in the
+cart itself (cart.py); `i<cart id>` records (value `[email, null]`), as written before,
+are still read: they wait in `legacy` until the restore ends, when the partition state
+moves each into its cart and tombstones the old record. Invariant: a visitor's identity
+expires `retention_ms` after it was tracked.
 """
 
 from __future__ import annotations
@@ -17,66 +18,74 @@ PREFIX = b"i"
 
 
 class Identities:
-    """The email tracked per cart or cartless visitor."""
+    """The email tracked per cartless visitor (keyed by the email itself)."""
 
     prefix = PREFIX  # of its changelog keys
 
-    __slots__ = ("_new", "emails", "retention_ms", "since")
+    __slots__ = ("_gone", "_new", "legacy", "retention_ms", "tracked")
 
     def __init__(self, retention_ms: int) -> None:
         self.retention_ms = retention_ms
-        self.emails: dict[str, str] = {}  # cart id (else the email) -> email sent by Track
-        self.since: dict[str, int] = {}  # cartless visitor's email -> when tracked
+        self.tracked: dict[str, int] = {}  # cartless visitor's email -> when tracked
+        self.legacy: dict[str, str] = {}  # cart id -> email, from an old `i<cart>` record
         self._new: list[str] = []
+        self._gone: list[str] = []  # old `i<cart>` records moved into their cart
 
-    def learn(self, name: str, email: str, cart_id: str | None, ts: int) -> None:
-        """Journey is told `email` for `name` (a cart id, else the email) now."""
-        self.emails[name] = email
-        if cart_id is None:  # a cart's identity lives and expires with the cart
-            self.since[name] = ts
-        self._new.append(name)
+    def learn(self, email: str, ts: int) -> None:
+        """Journey is told `email` for a cartless visitor now."""
+        self.tracked[email] = ts
+        self._new.append(email)
+
+    def moved(self) -> dict[str, str]:
+        """The legacy cart identities, handed over to their carts: tombstoned by the
+        next `changes()`."""
+        legacy, self.legacy = self.legacy, {}
+        self._gone.extend(legacy)
+        return legacy
 
     def changes(self) -> list[Record]:
-        emails, since = self.emails, self.since
+        tracked = self.tracked
         records: list[Record] = [
-            (key(PREFIX, name), orjson.dumps([emails[name], since.get(name)]))
+            (key(PREFIX, name), orjson.dumps([name, tracked[name]]))
             for name in self._new
-            if name in emails
+            if name in tracked
         ]
+        records += [(key(PREFIX, name), None) for name in self._gone]
         self._new.clear()
+        self._gone.clear()
         return records
 
     def load(self, name: str, value: bytes | None) -> int:
         if value is None:
-            self.emails.pop(name, None)
-            self.since.pop(name, None)
+            self.tracked.pop(name, None)
+            self.legacy.pop(name, None)
+            return 0
+        email, ms = orjson.loads(value)
+        if ms is None:  # a cart's, as written before carts carried their email
+            self.legacy[name] = email
         else:
-            email, ms = orjson.loads(value)
-            self.emails[name] = email
-            if ms is not None:
-                self.since[name] = ms
+            self.tracked[name] = ms
         return 0
 
     def forget(self, name: str) -> list[Record]:
-        """The identity of an expired (or erased) cart or visitor, with its tombstone."""
-        self.since.pop(name, None)
-        if self.emails.pop(name, None) is None:
+        """The identity of an erased visitor, with its tombstone."""
+        if self.tracked.pop(name, None) is None:
             return []
         return [(key(PREFIX, name), None)]
 
     def named(self, email_sha256: str) -> set[str]:
-        """The carts and cartless visitors whose tracked email has this hash (a forget
-        request names an address by its hash only)."""
-        return {name for name, email in self.emails.items() if email_hash(email) == email_sha256}
+        """The cartless visitors whose email has this hash (a forget request names an
+        address by its hash only)."""
+        return {name for name in self.tracked if email_hash(name) == email_sha256}
 
     def expire(self, now_ms: int) -> list[Record]:
-        """Cartless visitors tracked longer ago than the retention."""
+        """Visitors tracked longer ago than the retention."""
         before = now_ms - self.retention_ms
         gone: list[Record] = []
-        for name in [k for k, ms in self.since.items() if ms < before]:
-            del self.emails[name], self.since[name]
+        for name in [k for k, ms in self.tracked.items() if ms < before]:
+            del self.tracked[name]
             gone.append((key(PREFIX, name), None))
         return gone
 
-    def snapshot(self) -> dict[str, list[str | int | None]]:
-        return {k: [e, self.since.get(k)] for k, e in self.emails.items()}
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.tracked)

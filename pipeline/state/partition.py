@@ -6,11 +6,12 @@ same under replay), the seal marks (key `w`) and the outbox; the data lives in t
 stores (event_ids, orders, identities, carts, triggers), each with its changelog records
 (records.py). This module keeps what spans them. Invariants: `apply()` dispatches each
 event once; a cart's pending net change leaves before its next per-event command; a
-cart's identity expires with the cart. Ids are deterministic so a replay re-sends the
-same ids: `<event id>/<n>` for per-event commands (Track, ProductView, transactions:
-they depend only on the state before the event, which a restore reproduces), and for
-what depends on where a window closed, ids with a digest of the content (carts.py,
-triggers.py), re-sent alike because the run loop closes windows where they closed.
+cart's identity is part of the cart (carts.py), a cartless visitor's is in identities.
+Ids are deterministic so a replay re-sends the same ids: `<event id>/<n>` for per-event
+commands (Track, ProductView, transactions: they depend only on the state before the
+event, which a restore reproduces), and for what depends on where a window closed, ids
+with a digest of the content (carts.py, triggers.py), re-sent alike because the run
+loop closes windows where they closed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import orjson
 from ..errors import InvalidEventError
 from ..journey.commands import Command
 from ..source.changes import Change, LineChange, PageView, ProductView, Purchase
-from .carts import MAX_CART_LINES, Cart, Carts, net_change
+from .carts import MAX_CART_LINES, Cart, Carts, cart_email, net_change
 from .compose import command
 from .event_ids import EventIds, id_hash
 from .identities import Identities
@@ -67,7 +68,7 @@ class PartitionState:
         self._orders = Orders(retention.orders_ms)
         self._identities = Identities(retention.carts_ms)
         self._carts = Carts(retention.carts_ms)
-        self._triggers = Triggers(triggers, self._carts, self._identities.emails)
+        self._triggers = Triggers(triggers, self._carts, self._identities.tracked)
         stores = (self._carts, self._event_ids, self._orders, self._identities, self._triggers)
         self._stores: dict[bytes, Store] = {store.prefix: store for store in stores}
         # the stores' containers, aliased: what the hot path and the runtime read
@@ -76,7 +77,7 @@ class PartitionState:
         self._archived = self._event_ids.archived  # and the others
         self._new_ids = self._event_ids.new
         self.orders = self._orders.orders  # order id -> event time
-        self.identities = self._identities.emails  # cart id (else email) -> email tracked
+        self.visitors = self._identities.tracked  # cartless visitor's email -> when tracked
         self.carts = self._carts.carts  # cart id -> Cart, or bytes while idle
         self.dirty = self._carts.dirty
         self.timers = self._triggers.timers
@@ -121,8 +122,12 @@ class PartitionState:
         email = change.email
         cart_id = change.cart_id
         n = 0
-        if email is not None and self.identities.get(cart_id or email) != email:
-            n = self._track(change, email)
+        if email is not None:
+            if cart_id is None:
+                if email not in self.visitors:
+                    n = self._track(change, email)
+            elif (cart := self.carts.get(cart_id)) is None or cart_email(cart) != email:
+                n = self._track(change, email)
         if type(change) is LineChange:
             cart_id = change.cart_id
             cart = self._open(cart_id, ts)
@@ -156,7 +161,7 @@ class PartitionState:
                     f"{event_id}/{n}",
                     ts,
                     cart_id,
-                    self.identities.get(cart_id) if cart_id else email,
+                    self._carts.email(cart_id) if cart_id else email,
                     "ECommerce.ProductView",
                     {"idProduct": change.product_id},
                 )
@@ -168,8 +173,10 @@ class PartitionState:
     def _track(self, change: Change, email: str) -> int:
         """The cart's (or cartless visitor's) email is first known or changed: Track."""
         cart_id = change.cart_id
-        self._identities.learn(cart_id or email, email, cart_id, change.ts)
-        if cart_id is not None:
+        if cart_id is None:
+            self._identities.learn(email, change.ts)
+        else:
+            self._carts.identify(cart_id, email, change.ts)
             self._triggers.email_known(cart_id)
             self._settle(cart_id)
         cid = f"{change.event_id}/0"
@@ -181,13 +188,13 @@ class PartitionState:
         first, so Journey sees one cart's commands in the order of its events."""
         cart = self.dirty.pop(cart_id, None)
         if cart is not None:
-            net_change(cart_id, cart, self.identities.get(cart_id), self.outbox)
+            net_change(cart_id, cart, self.outbox)
 
     def _purchase(self, p: Purchase, n: int) -> bool:
         if not self._orders.first(p.order_id, p.ts):
             return False
         cart_id = p.cart_id
-        email = (self.identities.get(cart_id) if cart_id else p.email) or p.email
+        email = (self._carts.email(cart_id) if cart_id else p.email) or p.email
         if cart_id is not None:
             self._settle(cart_id)  # Journey learns the cart's last state before it closes
             self._triggers.cart_closed(cart_id)
@@ -199,9 +206,8 @@ class PartitionState:
         """The window's commands in order: per-event ones first, then each cart's net change."""
         out = self.outbox
         self.outbox = []
-        identities = self.identities
         for cart_id, cart in self.dirty.items():
-            net_change(cart_id, cart, identities.get(cart_id), out)
+            net_change(cart_id, cart, out)
         self.dirty.clear()
         return out
 
@@ -212,8 +218,12 @@ class PartitionState:
         self.outbox.extend(fired)
         return fired
 
-    def rearm(self) -> None:
-        """Timers after a restore (see `Triggers.rearm`)."""
+    def restored(self) -> None:
+        """After a restore: cart identities read from old `i<cart>` records moved into
+        their carts (an identity without its cart gets an empty cart, which expires with
+        the retention), then the timers (see `Triggers.rearm`)."""
+        for cart_id, email in self._identities.moved().items():
+            self._carts.identify(cart_id, email, self.stream_ms)
         self._triggers.rearm(self.stream_ms)
 
     def forget(self, cart_id: str | None = None, email_sha256: str | None = None) -> list[Record]:
@@ -221,10 +231,13 @@ class PartitionState:
         the email (named by its hash) was tracked for, with their identities, browsing,
         timers and commands not yet sent. Event and order ids stay: they hold nothing of
         the shopper and keep replayed records out. Returns the changelog tombstones."""
-        names = self._identities.named(email_sha256) if email_sha256 else set()
+        names = set()
+        if email_sha256:
+            names = self._carts.named(email_sha256) | self._identities.named(email_sha256)
         if cart_id is not None:
             names.add(cart_id)
-        emails = {self.identities[name] for name in names if name in self.identities}
+        emails = {name for name in names if name in self.visitors}
+        emails |= {email for name in names if (email := self._carts.email(name)) is not None}
         gone: list[Record] = []
         for name in names:
             gone += self._carts.drop(name) + self._identities.forget(name)
@@ -257,7 +270,7 @@ class PartitionState:
         if now - self._expired_at < min(self.retention) // 48:
             return []
         self._expired_at = now
-        gone = self._carts.expire(now, self._identities.forget)
+        gone = self._carts.expire(now)
         gone += self._identities.expire(now)
         gone += self._orders.expire(now)
         gone += self._event_ids.expire(now)

@@ -2,7 +2,7 @@
 
 A record is `(key, value)`; a `None` value is a tombstone. A key is one prefix byte
 naming the store, then the entry's name in UTF-8: `c<cart id>` (carts.py), `s<n>`
-(event_ids.py), `o<order id>` (orders.py), `i<identity key>` (identities.py),
+(event_ids.py), `o<order id>` (orders.py), `i<email>` (identities.py),
 `b<visitor>` (triggers.py), and `w` alone, the seal marks the run loop writes.
 Invariant: no record the state writes is larger than `RECORD_BUDGET` bytes.
 """

@@ -98,8 +98,8 @@ class Timers:
 
 
 class Triggers:
-    """A partition's timers and browsing, over its carts and identities (read only but
-    for `Cart.abandoned_at`). With no settings, nothing is armed and nothing fires."""
+    """A partition's timers and browsing, over its carts and cartless visitors (read
+    only but for `Cart.abandoned_at`). With no settings, nothing is armed or fires."""
 
     prefix = PREFIX  # of its changelog keys
     __slots__ = (
@@ -108,14 +108,14 @@ class Triggers:
         "_cart_after_ms",
         "_carts",
         "_changed",
-        "_emails",
+        "_visitors",
         "browsing",
         "settings",
         "timers",
     )
 
     def __init__(
-        self, settings: TriggerSettings | None, carts: Carts, emails: dict[str, str]
+        self, settings: TriggerSettings | None, carts: Carts, visitors: dict[str, int]
     ) -> None:
         self.settings = settings
         self._cart_after_ms = settings.cart_after_ms if settings is not None else 0
@@ -125,7 +125,7 @@ class Triggers:
         self._changed: set[str] = set()  # browsing entries whose record is not written
         self._awaiting: dict[str, int] = {}  # quiet cart id -> its activity time
         self._carts = carts
-        self._emails = emails
+        self._visitors = visitors  # cartless visitors' emails tracked
 
     # -- activity (the partition's apply) ----------------------------------------------
 
@@ -200,7 +200,7 @@ class Triggers:
         if due > now_ms:  # active since it was armed: wait for the new due time
             self.timers.arm(CART, cart_id, due)
             return None
-        email = self._emails.get(cart_id)
+        email = cart.email
         awaited = self._awaiting.pop(cart_id, None)
         if email is None:
             if now_ms <= due + settings.grace_ms:
@@ -241,10 +241,12 @@ class Triggers:
             return None
         del self.browsing[name]
         self._changed.add(name)
-        email = self._emails.get(name)
+        cart_id: str | None = name
+        email = self._carts.email(name)
+        if email is None and name in self._visitors:
+            cart_id, email = None, name  # a cartless visitor, keyed by the email
         if email is None:
             return None
-        cart_id = name if name != email else None
         args = {
             "name": "BrowseAbandonment",
             "email": email,

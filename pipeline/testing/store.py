@@ -42,5 +42,5 @@ class FakeStore:
                 states[record.partition].load(key or b"", record.value)
                 count += 1
         for state in states.values():
-            state.rearm()
+            state.restored()
         return states, count

@@ -7,7 +7,8 @@ import pytest
 
 from pipeline.errors import InvalidEventError
 from pipeline.journey.commands import Command
-from pipeline.state.carts import MAX_CART_LINES, Cart, Carts, cart_ms, net_change
+from pipeline.source.identity import email_hash
+from pipeline.state.carts import MAX_CART_LINES, Cart, Carts, cart_email, cart_ms, net_change
 from pipeline.state.records import Record
 
 DAY = 86_400_000
@@ -49,7 +50,7 @@ def test_a_cart_in_sync_with_journey_is_written_short() -> None:
     cart = Cart()
     cart.add("sku-1", 1, "Kettle", 10.0)
     out: list[Command] = []
-    net_change("c-1", cart, None, out)
+    net_change("c-1", cart, out)
     assert [c["call"] for c in out] == [
         "ECommerce.AddCart",
         "ECommerce.AddCartItem",
@@ -57,7 +58,7 @@ def test_a_cart_in_sync_with_journey_is_written_short() -> None:
     ]
     assert orjson.loads(cart.dump()[8:])[5] == 0
     assert Cart.load(cart.dump()).dump() == cart.dump()
-    net_change("c-1", cart, None, out)  # nothing new: no news
+    net_change("c-1", cart, out)  # nothing new: no news
     assert len(out) == 3
 
 
@@ -75,16 +76,18 @@ def test_compaction_keeps_idle_carts_as_bytes_and_they_come_back() -> None:
     assert isinstance(held, Cart) and held.lines["sku-1"].quantity == 1
 
 
-def test_expire_tombstones_a_cart_and_what_goes_with_it() -> None:
+def test_expire_tombstones_a_cart_and_its_email_with_it() -> None:
     carts = Carts(DAY)
     carts.open("c-1", 0)
+    carts.identify("c-1", "a@x.com", 0)
     carts.open("c-2", DAY)
     log = carts.changes()
     carts.open("c-1", 0)  # touched again, then expired: no record, only the tombstone
-    gone = carts.expire(DAY + 1, lambda cart_id: [(b"i" + cart_id.encode(), None)])
-    assert gone == [(b"cc-1", None), (b"ic-1", None)]
+    gone = carts.expire(DAY + 1)
+    assert gone == [(b"cc-1", None)]  # one record: the email was in the cart's
     assert carts.changes() == []  # c-1 is not written back after its tombstone
-    twin, _ = restored(log + gone[:1])
+    assert carts.email("c-1") is None and carts.named(email_hash("a@x.com")) == set()
+    twin, _ = restored(log + gone)
     assert twin.snapshot() == carts.snapshot()
     assert list(carts.carts) == ["c-2"]
 
@@ -125,3 +128,32 @@ def test_a_quiet_partition_compacts_its_carts_two_windows_later() -> None:
     carts.changes()  # and the next: idle since the last pass
     assert all(isinstance(cart, bytes) for cart in carts.carts.values())
     assert carts.changes() == []  # nothing left to compact, nothing written
+
+
+def test_a_carts_email_rides_in_its_record_and_is_read_without_parsing() -> None:
+    carts = Carts(DAY)
+    carts.open("c-1", 1000).add("sku-1", 1, "Kettle", 10.0)
+    carts.identify("c-1", "zoë@exämple.com", 1000)  # non-ASCII: its UTF-8 length is kept
+    carts.identify("c-2", "b@x.com", 2000)  # no cart yet: an empty one holds the email
+    log = carts.changes()
+    assert sorted(key for key, _ in log) == [b"cc-1", b"cc-2"]
+    value = dict(log)[b"cc-1"]
+    assert value is not None and cart_email(value) == "zoë@exämple.com"
+    assert Cart.load(value).email == "zoë@exämple.com" and Cart.load(value).dump() == value
+    twin, newest = restored(log)
+    assert newest == 2000 and twin.snapshot() == carts.snapshot()
+    assert twin.email("c-1") == "zoë@exämple.com" and twin.email("c-2") == "b@x.com"
+    assert twin.named(email_hash("b@x.com")) == {"c-2"}
+    twin.identify("c-1", "new@x.com", 3000)  # a compact cart stays compact
+    held = twin.carts["c-1"]
+    assert type(held) is bytes and cart_email(held) == "new@x.com" and cart_ms(held) == 1000
+
+
+def test_a_record_written_before_carts_carried_an_email_reads_as_none() -> None:
+    cart = Cart()
+    cart.add("sku-1", 2, "Kettle", 10.0)
+    old = (5).to_bytes(8, "big") + orjson.dumps(
+        [0, False, 20.0, None, [["sku-1", "Kettle", 10.0, 2]], 0, 0]
+    )
+    assert cart_email(old) is None and Cart.load(old).email is None
+    assert Cart.load(old).lines["sku-1"].quantity == 2

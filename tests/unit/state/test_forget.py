@@ -29,7 +29,7 @@ def restored(records: list[Record]) -> PartitionState:
     state = PartitionState(triggers=SETTINGS)
     for key, value in records:
         state.load(key, value)
-    state.rearm()
+    state.restored()
     return state
 
 
@@ -44,13 +44,13 @@ def test_forget_by_email_drops_carts_identities_browsing_and_timers() -> None:
     assert mentions(before, ANNA, "c-a")
     tombstones = shop.state.forget(email_sha256=email_hash(ANNA))
     her = ANNA.encode()
-    expected = [(b"b" + her, None), (b"cc-a", None), (b"ic-a", None), (b"i" + her, None)]
+    expected = [(b"b" + her, None), (b"cc-a", None), (b"i" + her, None)]  # her email: in c-a
     assert sorted(tombstones) == sorted(expected)
     after = shop.state.snapshot()
     assert not mentions({k: v for k, v in after.items() if k != "seen"}, ANNA, "c-a")
     assert after["carts"].keys() == {"c-b"}
     assert after["carts"]["c-b"] == before["carts"]["c-b"]
-    assert after["identities"] == {"c-b": [BORIS, None]}
+    assert after["identities"] == {}  # Boris has no cartless identity; his is in c-b
     assert after["seen"] == before["seen"]  # ids keep replays of her events out
     # her timers are gone: only Boris's cart falls due
     fired = shop.triggers(31)
@@ -73,10 +73,10 @@ def test_a_restore_from_the_changelog_holds_nothing_of_the_forgotten_shopper() -
 def test_forget_by_cart_drops_that_cart_only() -> None:
     shop, _ = shop_of_two()
     tombstones = shop.state.forget(cart_id="c-a")
-    assert sorted(tombstones) == [(b"cc-a", None), (b"ic-a", None)]
+    assert sorted(tombstones) == [(b"cc-a", None)]
     snapshot = shop.state.snapshot()
     assert snapshot["carts"].keys() == {"c-b"}
-    assert snapshot["identities"].keys() == {"c-b", ANNA}  # her cartless identity stays
+    assert snapshot["identities"].keys() == {ANNA}  # her cartless identity stays
     assert [c["cartId"] for c in shop.triggers(31)] == ["c-b"]
 
 

@@ -1,7 +1,9 @@
-"""identities: the email tracked per cart or visitor; `i<key>` records, load, expiry."""
+"""identities: the email tracked per cartless visitor; `i<email>` records, load, expiry;
+old `i<cart id>` records held for their carts until the restore ends."""
 
 from __future__ import annotations
 
+from pipeline.source.identity import email_hash
 from pipeline.state.identities import Identities
 from pipeline.state.records import Record
 
@@ -17,25 +19,33 @@ def restored(records: list[Record]) -> Identities:
 
 def test_changes_load_round_trip() -> None:
     identities = Identities(DAY)
-    identities.learn("c-1", "a@x.com", "c-1", 1000)  # a cart's: no time of its own
-    identities.learn("b@x.com", "b@x.com", None, 2000)  # a cartless visitor's
+    identities.learn("b@x.com", 2000)
     log = identities.changes()
-    assert log == [(b"ic-1", b'["a@x.com",null]'), (b"ib@x.com", b'["b@x.com",2000]')]
+    assert log == [(b"ib@x.com", b'["b@x.com",2000]')]
     assert identities.changes() == []
     twin = restored(log)
-    assert twin.snapshot() == identities.snapshot()
-    assert twin.snapshot() == {"c-1": ["a@x.com", None], "b@x.com": ["b@x.com", 2000]}
+    assert twin.snapshot() == identities.snapshot() == {"b@x.com": 2000}
+    assert twin.named(email_hash("b@x.com")) == {"b@x.com"}
 
 
-def test_a_cartless_identity_expires_and_a_carts_only_with_its_cart() -> None:
+def test_a_visitors_identity_expires_after_the_retention() -> None:
     identities = Identities(DAY)
-    identities.learn("c-1", "a@x.com", "c-1", 0)
-    identities.learn("b@x.com", "b@x.com", None, 0)
+    identities.learn("a@x.com", DAY)
+    identities.learn("b@x.com", 0)
     log = identities.changes()
     gone = identities.expire(2 * DAY)
     assert gone == [(b"ib@x.com", None)]
-    assert identities.emails == {"c-1": "a@x.com"}
-    gone += identities.forget("c-1")  # its cart expired
-    assert gone[-1] == (b"ic-1", None)
-    assert identities.forget("c-1") == []
+    assert identities.tracked == {"a@x.com": DAY}
+    gone += identities.forget("a@x.com")  # erased
+    assert gone[-1] == (b"ia@x.com", None)
+    assert identities.forget("a@x.com") == []
     assert restored(log + gone).snapshot() == identities.snapshot() == {}
+
+
+def test_an_old_cart_identity_waits_for_its_cart_and_is_tombstoned_once_moved() -> None:
+    old: list[Record] = [(b"ic-1", b'["a@x.com",null]'), (b"ic-2", b'["b@x.com",null]')]
+    identities = restored([*old, (b"ic-2", None)])  # c-2's expired with its cart
+    assert identities.snapshot() == {} and identities.legacy == {"c-1": "a@x.com"}
+    assert identities.moved() == {"c-1": "a@x.com"} and identities.legacy == {}
+    assert identities.changes() == [(b"ic-1", None)]
+    assert identities.changes() == []

@@ -174,7 +174,7 @@ def test_fired_triggers_survive_a_restore_and_due_ones_are_not_lost() -> None:
     twin = PartitionState(triggers=SETTINGS)
     for key, value in log.items():
         twin.load(key, value)
-    twin.rearm()
+    twin.restored()
     assert [c["cartId"] for c in twin.fire_due(T0 + 36 * MIN)] == ["c-2"]
 
 
