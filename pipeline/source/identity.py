@@ -85,6 +85,8 @@ class Identity:
             email = raw.strip().lower()
             if not is_email(email):
                 email = ""
+            elif email == raw:
+                email = raw  # one string object for both, not two: the table is large
             if len(self._known) >= self.MEMO_SIZE:
                 self._known.clear()
             self._known[raw] = email

@@ -278,13 +278,14 @@ class PartitionState:
 
     def load(self, key: bytes, value: bytes | None) -> None:
         """Apply one changelog record (restore); the last record of a key wins."""
-        if key == MARKS_KEY:
-            self.marks = orjson.loads(value) if value is not None else []
-            return
         prefix, name = split(key)
         store = self._stores.get(prefix)
         if store is not None:
-            self.stream_ms = max(self.stream_ms, store.load(name, value))
+            ms = store.load(name, value)
+            if ms > self.stream_ms:  # noqa: PLR1730  (per record of a restore: no max())
+                self.stream_ms = ms
+        elif key == MARKS_KEY:
+            self.marks = orjson.loads(value) if value is not None else []
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state as plain data, to compare a restored state with the original."""

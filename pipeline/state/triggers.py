@@ -19,6 +19,7 @@ due time, and the clock does not pass them until they are read.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import orjson
@@ -59,16 +60,22 @@ class Timers:
         self.armed: tuple[set[str], set[str]] = (set(), set())  # the keys with an entry
 
     def arm(self, kind: int, name: str, due_ms: int) -> None:
-        armed = self.armed[kind]
-        if name not in armed:
-            armed.add(name)
-            bucket = -(-due_ms // self._resolution) * 2 + kind
-            keys = self._buckets.get(bucket)
-            if keys is None:
-                self._buckets[bucket] = [name]
-                heapq.heappush(self._heap, bucket)
-            else:
-                keys.append(name)
+        self.arm_many(kind, ((name, due_ms),))
+
+    def arm_many(self, kind: int, entries: Iterable[tuple[str, int]]) -> None:
+        """An entry for each (key, due time) whose key has none (a restore's carts: one
+        loop, no call per entry)."""
+        armed, buckets, resolution = self.armed[kind], self._buckets, self._resolution
+        for name, due_ms in entries:
+            if name not in armed:
+                armed.add(name)
+                bucket = -(-due_ms // resolution) * 2 + kind
+                keys = buckets.get(bucket)
+                if keys is None:
+                    buckets[bucket] = [name]
+                    heapq.heappush(self._heap, bucket)
+                else:
+                    keys.append(name)
 
     def take_due(self, now_ms: int) -> list[tuple[int, str]]:
         """The entries due by `now_ms` as (kind, key), disarmed; the caller re-arms one
@@ -262,13 +269,12 @@ class Triggers:
         settings = self.settings
         if settings is None:
             return
-        horizon = stream_ms - settings.cart_after_ms - settings.grace_ms
-        for cart_id, cart in self._carts.carts.items():
-            ts = cart_ms(cart)
-            if ts >= horizon:
-                self.timers.arm(CART, cart_id, ts + settings.cart_after_ms)
-        for name, entry in self.browsing.items():
-            self.timers.arm(BROWSE, name, entry[0] + settings.browse_after_ms)
+        after = settings.cart_after_ms
+        horizon = stream_ms - after - settings.grace_ms
+        recent = ((cart_id, cart_ms(c)) for cart_id, c in self._carts.carts.items())
+        self.timers.arm_many(CART, ((cid, ts + after) for cid, ts in recent if ts >= horizon))
+        after = settings.browse_after_ms
+        self.timers.arm_many(BROWSE, ((n, e[0] + after) for n, e in self.browsing.items()))
 
     # -- durability of browsing --------------------------------------------------------
 
