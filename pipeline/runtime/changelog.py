@@ -89,10 +89,12 @@ class Changelog:
                     # a prefetch queue bounded in bytes (memory does not follow the topic);
                     # with librdkafka's default floor of 100,000 queued messages the fetcher
                     # idles between fetches and a restore waits on it (a raw read of one
-                    # partition ran at half the speed): the byte bound decides instead
+                    # partition ran at half the speed): the byte bound decides instead, at
+                    # 32 MiB (16 idled the fetcher again; 64 read no faster than the
+                    # restore's Python work, and raised its peak RSS)
                     "max.partition.fetch.bytes": 8 << 20,
                     "fetch.max.bytes": 32 << 20,
-                    "queued.max.messages.kbytes": 64 << 10,
+                    "queued.max.messages.kbytes": 32 << 10,
                     "queued.min.messages": 10_000_000,
                     "fetch.wait.max.ms": 10,
                 },
