@@ -96,9 +96,10 @@ def restore(
     with PipelineProcess(bootstrap, topic, f"{topic}-group", journey_url) as pipeline:
         deadline = time.monotonic() + timeout_s
         name = "ofsys_state_restore_duration_seconds_count"
-        state = pipeline.wait_metric(name, 1, deadline)
-        while state.get("ofsys_assigned_partitions", 0) < partitions:  # a second rebalance
-            state = pipeline.wait_metric(name, state[name] + 1, deadline)
+        pipeline.wait_metric(name, 1, deadline)
+        # every partition assigned: after a second rebalance's restore, if there was one
+        # (the gauge is set just after the restore's figures, so wait on it, not them)
+        state = pipeline.wait_metric("ofsys_assigned_partitions", partitions, deadline)
         rss_kib = pipeline.rss.sample()
         peak_kib = pipeline.rss.peak_kib
         probe = _probe(bootstrap, topic)
