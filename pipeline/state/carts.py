@@ -216,7 +216,7 @@ class Carts:
             self.carts.pop(name, None)
             return 0
         self.carts[name] = value
-        return int.from_bytes(value[:8], "big")  # cart_ms, inline: per record of a restore
+        return cart_ms(value)
 
     def expire(self, now_ms: int) -> list[Record]:
         """Tombstones for carts idle longer than the retention (with them, their email)."""
