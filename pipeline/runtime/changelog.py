@@ -90,8 +90,8 @@ class Changelog:
                     # with librdkafka's default floor of 100,000 queued messages the fetcher
                     # idles between fetches and a restore waits on it (a raw read of one
                     # partition ran at half the speed): the byte bound decides instead, at
-                    # 32 MiB (16 idled the fetcher again; 64 read no faster than the
-                    # restore's Python work, and raised its peak RSS)
+                    # 32 MiB (64 restored no faster and raised the restore's peak RSS:
+                    # docs/benchmarks.md, 2026-12-03 afternoon, R5 and R8)
                     "max.partition.fetch.bytes": 8 << 20,
                     "fetch.max.bytes": 32 << 20,
                     "queued.max.messages.kbytes": 32 << 10,
