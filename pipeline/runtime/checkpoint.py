@@ -48,6 +48,11 @@ __all__ = [
 log = logs.get("commit")
 COMMIT_FLUSH_S = 1.0  # longest one turn waits for the broker before trying again later
 COMMIT_RETRY_S = 0.25  # pause between offset commit retries while draining
+# Offsets already committed are committed again this often. A commit that a former
+# owner's revocation abandoned at its deadline (a broker that held it through the
+# rebalance) can still reach the broker later, rewinding the group's offset under the
+# new owner; committing again heals it, and keeps an idle partition's offset alive.
+COMMIT_REFRESH_S = 10.0
 
 
 class Checkpoint:
@@ -83,6 +88,7 @@ class Checkpoint:
         self._triggers_topic = triggers_topic
         self._encode_trigger = encode_trigger
         self._on_commit = on_commit
+        self._refresh_at = 0.0
 
     @property
     def waiting(self) -> int:
@@ -164,8 +170,8 @@ class Checkpoint:
            not taken everything within `flush_s`, wait (on later turns) and commit
            nothing;
         4. commit, synchronously (within `commit_s` when given), the newest offsets the
-           windows cover; a partition the broker did not commit stays pending and is
-           tried again;
+           windows cover (every COMMIT_REFRESH_S, those already committed too); a
+           partition the broker did not commit stays pending and is tried again;
         5. drop the seal marks the commit passed.
 
         A crash before step 3 completes restores the state from before the window and
@@ -186,8 +192,12 @@ class Checkpoint:
             return True
         if self._outputs.flush(flush_s):
             return False
-        if not self.offsets.commit(self._consumer, self.to_commit, commit_s):
+        now = self._clock.monotonic()
+        refresh = now >= self._refresh_at
+        if not self.offsets.commit(self._consumer, self.to_commit, commit_s, refresh=refresh):
             return False
+        if refresh:
+            self._refresh_at = now + COMMIT_REFRESH_S
         self._on_commit()
         self.to_commit.clear()
         self._prune_marks()

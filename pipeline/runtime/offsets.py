@@ -14,6 +14,7 @@ commit is never recorded as committed.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -60,15 +61,27 @@ class LateError(Exception):
 def bounded(step: Callable[[], T], seconds: float, what: str) -> T:
     """`step()`, a blocking call that takes no timeout of its own (librdkafka's
     synchronous commit, `close`), given at most `seconds`: it runs on a daemon thread
-    that is abandoned past that (LateError). The step's own exception is raised here."""
+    that is abandoned past that (LateError). The step's own exception is raised here.
+    An abandoned step that still returns says so: an offset commit that reaches the
+    broker late may have rewound a partition that moved (COMMIT_REFRESH_S heals it)."""
     result: list[T] = []
     failure: list[BaseException] = []
+    abandoned: list[float] = []  # when the caller stopped waiting
 
     def call() -> None:
         try:
             result.append(step())
         except BaseException as exc:  # handed to the caller's thread
             failure.append(exc)
+        if abandoned:
+            log.warning(
+                "a step abandoned at its deadline returned later",
+                extra={
+                    "step": what,
+                    "outcome": repr(failure[0]) if failure else "returned",
+                    "seconds_late": round(time.monotonic() - abandoned[0], 3),
+                },
+            )
 
     thread = threading.Thread(target=call, name=f"ofsys-{what.replace(' ', '-')}", daemon=True)
     thread.start()
@@ -76,6 +89,7 @@ def bounded(step: Callable[[], T], seconds: float, what: str) -> T:
     if failure:
         raise failure[0]
     if not result:
+        abandoned.append(time.monotonic())
         log.warning("deadline passed; not waiting any longer", extra={"step": what})
         raise LateError(what)
     return result[0]
@@ -138,13 +152,19 @@ class Offsets:
         return [window for window in windows if window.generation == self.generation]
 
     def commit(
-        self, consumer: Consumer, windows: list[Window], timeout: float | None = None
+        self,
+        consumer: Consumer,
+        windows: list[Window],
+        timeout: float | None = None,
+        *,
+        refresh: bool = False,
     ) -> bool:
         """Commit, synchronously, the newest offsets the (current) windows cover, waiting
-        at most `timeout` s for the broker when given (a drain's deadline). True when
-        every partition's commit succeeded (or there was nothing to commit); a partition
-        the broker did not commit, or did not answer for in time, is never recorded as
-        committed."""
+        at most `timeout` s for the broker when given (a drain's deadline); with
+        `refresh`, also those already committed (see COMMIT_REFRESH_S in checkpoint.py).
+        True when every partition's commit succeeded (or there was nothing to commit); a
+        partition the broker did not commit, or did not answer for in time, is never
+        recorded as committed."""
         latest: dict[Source, tuple[int, int]] = {}
         for window in windows:
             for source, offset in window.offsets.items():
@@ -153,7 +173,7 @@ class Offsets:
             TopicPartition(topic, partition, offset)
             for (topic, partition), (offset, _) in latest.items()
             if (topic, partition) in self.positions
-            and self.committed.get((topic, partition)) != offset
+            and (self.committed.get((topic, partition)) != offset or (refresh and offset > 0))
         ]
         if not offsets:
             return True

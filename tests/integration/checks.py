@@ -47,7 +47,19 @@ def wait_committed(
     """Wait until the group's committed offsets on `topic` add up to `count` records."""
     from .conftest import wait_for
 
-    wait_for(lambda: sum(committed(broker, group, topic).values()) == count, timeout_s, what)
+    seen: dict[int, int] = {}
+
+    def done() -> bool:
+        seen.clear()
+        seen.update(committed(broker, group, topic))
+        return sum(seen.values()) == count
+
+    try:
+        wait_for(done, timeout_s, what)
+    except AssertionError as exc:  # say which partitions fell short
+        raise AssertionError(
+            f"{exc}; committed per partition: {dict(sorted(seen.items()))}"
+        ) from None
 
 
 def oracle(family: SchemaFamily, values: list[bytes]) -> PartitionState:

@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.runtime.checkpoint import COMMIT_REFRESH_S
 from pipeline.testing import ScriptedJourney
 
-from .conftest import TOPIC, Rig, fill
+from .conftest import TOPIC, WINDOW_S, Rig, fill
 
 MARKS_KEY = b"w"
 
@@ -167,3 +168,21 @@ def test_a_commit_the_broker_never_answers_is_abandoned_at_the_deadline(
     r.pipeline.close()
     assert time.monotonic() - started < 3.0  # real time: the join kept the deadline
     answer.set()
+
+
+def test_an_offset_rewound_behind_the_owner_is_committed_again(
+    rig: Callable[..., Rig], records: list[tuple[str, bytes]]
+) -> None:
+    r = rig()
+    fill(r, records[:100])
+    r.window()
+    end = r.fakes.consumer.end((TOPIC, 0))
+    assert r.committed() == {0: end}
+    # a former owner's abandoned commit reaches the broker late, with older offsets
+    r.fakes.consumer.group_committed[(TOPIC, 0)] = 10
+    r.window()
+    assert r.committed() == {0: 10}  # nothing new processed: not committed at once
+    windows = int(COMMIT_REFRESH_S / WINDOW_S)
+    for _ in range(windows):
+        r.window()
+    assert r.committed() == {0: end}  # within COMMIT_REFRESH_S, committed again

@@ -21,9 +21,9 @@ def test_a_window_of_a_revoked_assignment_is_never_committed_by_the_next(
     committed_generations: list[int] = []
     real_commit = offsets.commit
 
-    def commit(consumer: Any, windows: list[Window], timeout: float | None = None) -> bool:
+    def commit(consumer: Any, windows: list[Window], *args: Any, **kwargs: Any) -> bool:
         committed_generations.extend(w.generation for w in windows)
-        return real_commit(consumer, windows, timeout)
+        return real_commit(consumer, windows, *args, **kwargs)
 
     offsets.commit = commit  # type: ignore[method-assign]
     r.window()  # sealed in generation 1; Journey answers 503
