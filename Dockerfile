@@ -1,16 +1,18 @@
 # syntax=docker/dockerfile:1
-# ofsys-pipeline image: a builder stage turns the source tree into a wheel; the final
-# stage is python:3.11-slim with that wheel and its dependencies (binary wheels from
-# PyPI at the versions of constraints.txt, no compiler), running as a fixed non-root UID.
+# ofsys-pipeline image: a builder stage turns the source tree into a wheel, its hot
+# modules compiled with mypyc (hatch_build.py; python:3.11, not -slim, has the C compiler
+# and headers that takes); the final stage is python:3.11-slim with that wheel and its
+# dependencies (binary wheels from PyPI at the versions of constraints.txt, no
+# compiler), running as a fixed non-root UID.
 #
 #   docker build -t ofsys-pipeline:0.1.0 .
 #   docker run --rm ofsys-pipeline:0.1.0 run --help
 
-FROM python:3.11-slim AS builder
+FROM python:3.11 AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 COPY schemas ./schemas
 COPY pipeline ./pipeline
 RUN python -m pip wheel --no-deps --wheel-dir /dist .

@@ -45,9 +45,17 @@ lint: install ## ruff lint and format check
 typecheck: install ## mypy --strict on the package
 	$(BIN)/mypy
 
-bench: install ## the benchmark: end-to-end events/s against the consume+decode ceiling
-	$(BIN)/ofsys-pipeline bench
+# The benchmark measures the build users run: a wheel (the hot modules compiled with
+# mypyc where a C compiler is found, hatch_build.py), installed into its own venv and
+# rebuilt on every run; `make install`'s editable install is pure Python.
+BENCH_VENV := .venv-bench
+bench: ## the benchmark on the wheel users install: end-to-end events/s against the consume+decode ceiling
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	rm -rf .bench/dist && $(BENCH_VENV)/bin/pip wheel --quiet --no-deps -w .bench/dist .
+	$(BENCH_VENV)/bin/pip install --quiet -c constraints.txt "$$(echo .bench/dist/*.whl)[demo]"
+	$(BENCH_VENV)/bin/pip install --quiet --force-reinstall --no-deps .bench/dist/*.whl
+	$(BENCH_VENV)/bin/ofsys-pipeline bench $(ARGS)
 
 clean: ## remove the virtualenv, caches and any compiled (mypyc) modules
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist
+	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist
 	rm -f *__mypyc.*.so && find pipeline -name '*.so' -delete  # mypyc's extensions, if compiled

@@ -1,11 +1,12 @@
-"""Build hook, opt-in: the hot modules compiled with mypyc, or pure Python without a toolchain.
+"""Build hook: wheels carry the hot modules compiled with mypyc; editable installs stay pure.
 
-Enabled by hatchling's own switch, `HATCH_BUILD_HOOK_ENABLE_CUSTOM=true` (pyproject.toml
-says why it is not the default). hatch-mypyc does the compiling, for wheels and editable
-installs alike (it builds the extensions in place, beside the sources); it does not fall
-back: with no C compiler or no Python headers it fails the install. This subclass adds
-only that choice, and `OFSYS_PURE_PYTHON=1` forces the pure build (removing extensions an
-earlier compiled build left in place). A toolchain that fails to compile is an error.
+hatch-mypyc does the compiling (it builds the extensions in place, beside the sources,
+and the wheel takes them from there); it does not fall back: with no C compiler or no
+Python headers it fails. This subclass adds three choices. An editable install (`make
+install`) is pure Python, so an edited module is never shadowed by a stale extension.
+A wheel without a toolchain, or with `OFSYS_PURE_PYTHON=1`, is pure Python and says
+why. And once a compiled wheel is built, the extensions are removed from the source
+tree again, for the same reason. A toolchain that fails to compile is an error.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class CompiledHotModules(MypycBuildHook):  # type: ignore[misc]
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         if self.target_name != "wheel":
             return
-        reason = pure_python_reason()
+        reason = "an editable install" if version == "editable" else pure_python_reason()
         if reason is None:
             self.app.display_info("ofsys-pipeline: compiling the hot modules with mypyc")
             super().initialize(version, build_data)
@@ -47,6 +48,11 @@ class CompiledHotModules(MypycBuildHook):  # type: ignore[misc]
         # A compiled module left in place by an earlier build would shadow its source.
         self.clean([version])
         self.app.display_warning(f"ofsys-pipeline: pure Python build: {reason}")
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        """The wheel has the extensions: take them out of the source tree again."""
+        if self.target_name == "wheel" and not build_data.get("pure_python", True):
+            self.clean([version])
 
 
 def get_build_hook() -> type[CompiledHotModules]:

@@ -83,8 +83,10 @@ class PipelineProcess:
         self.admin = AdminClient({"bootstrap.servers": bootstrap, "log.connection.close": False})
         self._log = tempfile.NamedTemporaryFile(prefix="ofsys-bench-", suffix=".log", delete=False)  # noqa: SIM115
         self.started = time.monotonic()
+        # -P: the child imports the package this bench imports (the installed build,
+        # compiled or not), never a `pipeline/` source tree in the working directory
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "run"],
+            [sys.executable, "-P", "-m", "pipeline", "run"],
             env=child_env(bootstrap, topic, group, journey_url, port, changelog=changelog),
             stdout=subprocess.DEVNULL,
             stderr=self._log,

@@ -2,7 +2,8 @@
 stages and instructions, and hadolint's rules.
 
 The wheel is built exactly as the Dockerfile's builder stage builds it (`pip wheel
---no-deps .`; pip fetches the build backend, hatchling, from the package index).
+--no-deps .`; pip fetches the build backend, hatchling, and the mypyc hook's
+dependencies from the package index).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ COMPILERS = re.compile(
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
     out = tmp_path_factory.mktemp("dist")
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     (built,) = out.glob("ofsys_pipeline-*.whl")
     with zipfile.ZipFile(built) as archive:
@@ -66,6 +67,26 @@ def test_console_script_resolves_to_cli_main(wheel: zipfile.ZipFile) -> None:
     assert "\ndef main(" in wheel.read("pipeline/cli.py").decode()
     module, _, attribute = target.partition(":")
     assert callable(getattr(importlib.import_module(module), attribute))
+
+
+def test_wheel_carries_the_hot_modules_compiled_and_leaves_no_extension_behind(
+    wheel: zipfile.ZipFile,
+) -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from hatch_build import pure_python_reason
+    finally:
+        sys.path.remove(str(ROOT))
+    extensions = {n for n in wheel.namelist() if n.endswith(".so")}
+    reason = pure_python_reason()
+    if reason is None:  # a C compiler and Python's headers: the hot modules compiled
+        assert any(n.startswith("pipeline/state/partition.") for n in extensions)
+        assert any("__mypyc." in n for n in extensions)  # mypyc's shared library
+    else:
+        assert not extensions, f"pure build ({reason}) carries extensions"
+    # built in place, taken out again: a checkout never imports a stale extension
+    assert not list((ROOT / "pipeline").rglob("*.so"))
+    assert not list(ROOT.glob("*__mypyc*"))
 
 
 # -- the Dockerfile --------------------------------------------------------------------
