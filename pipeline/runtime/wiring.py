@@ -40,6 +40,13 @@ MIN_POLL_STALE_S = 10.0
 # window they belong to sees them: 100 ms keeps that well inside the end-to-end latency
 # budget (flush interval + 300 ms) for a few idle fetches a second.
 FETCH_WAIT_MAX_MS = 100
+# librdkafka's default is 1 MiB per partition per fetch. The loop outran its fetcher with
+# it: `consume()` blocked about a third of the wall time waiting for records (the loop
+# thread's CPU in it was 4 % of that wait), so each fetch round trip paced the loop.
+# 4 MiB fetches gave 28,282-28,339 events/s against 21,390-21,905 with 1 MiB on the
+# process bench (docs/benchmarks.md, 2026-12-05); the prefetch queue still bounds the
+# memory (FETCH_QUEUE_KBYTES, exceeded by at most one fetch).
+MAX_PARTITION_FETCH_BYTES = 4 << 20
 
 
 def poll_stale_s(settings: Settings) -> float:
@@ -80,8 +87,10 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
             "queued.min.messages": 20_000,
         },
     )
-    # a default, not a guarantee: OFSYS_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS still wins
+    # defaults, not guarantees: OFSYS_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS (and
+    # _MAX_PARTITION_FETCH_BYTES) still win
     config.setdefault("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
+    config.setdefault("max.partition.fetch.bytes", MAX_PARTITION_FETCH_BYTES)
     return config
 
 

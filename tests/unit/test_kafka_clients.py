@@ -82,3 +82,12 @@ def test_the_consumer_waits_at_most_100_ms_per_fetch_unless_the_operator_says_ot
     given = _settings(OFSYS_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS="20")
     assert str(consumer_config(given)["fetch.wait.max.ms"]) == "20"
     assert consumer_config(given)["enable.auto.commit"] is False  # the guarantees still win
+
+
+def test_the_consumer_fetches_4_mib_per_partition_unless_the_operator_says_otherwise() -> None:
+    from pipeline.runtime.wiring import MAX_PARTITION_FETCH_BYTES, consumer_config
+
+    assert consumer_config(_settings())["max.partition.fetch.bytes"] == 4 << 20
+    assert MAX_PARTITION_FETCH_BYTES == 4 << 20
+    given = _settings(OFSYS_KAFKA_CONSUMER_MAX_PARTITION_FETCH_BYTES="1048576")
+    assert str(consumer_config(given)["max.partition.fetch.bytes"]) == "1048576"
