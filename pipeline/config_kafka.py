@@ -20,6 +20,13 @@ from .errors import ConfigError
 KafkaClient = Literal["consumer", "producer", "admin"]
 CLIENTS: tuple[KafkaClient, ...] = get_args(KafkaClient)
 KAFKA_PREFIX = "OFSYS_KAFKA_"
+# librdkafka's default is 1000 ms: once its prefetch queue is over queued.min.messages or
+# queued.max.messages.kbytes, a partition's next fetch waits that long, however soon the
+# application drains the queue. A consumer that keeps the queue bounded and reads faster
+# than one fetch a second then idles: the loop spent 44 % of its wall time in consume()
+# with nothing to read (docs/benchmarks.md, 2026-12-05, X12). 20 ms is a fetch-state
+# check fifty times a second while the queue is full, nothing while it is not.
+FETCH_QUEUE_BACKOFF_MS = 20
 
 # librdkafka 2.x CONFIGURATION.md, global and topic tables, C/P = "C" (callbacks, which
 # cannot be set from the environment, left out).

@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 
 from .. import logs
 from ..config import Settings
+from ..config_kafka import FETCH_QUEUE_BACKOFF_MS
 from ..errors import PipelineError, RestoreInterruptedError
 from ..state.partition import PartitionState, Retention
 from ..state.triggers import TriggerSettings
@@ -97,6 +98,8 @@ class Changelog:
                     "queued.max.messages.kbytes": 32 << 10,
                     "queued.min.messages": 10_000_000,
                     "fetch.wait.max.ms": 10,
+                    # a full queue postpones a fetch 1 s by default (config_kafka.py)
+                    "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
                 },
             )
         )

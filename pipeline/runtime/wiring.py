@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from .. import logs
 from ..config import Settings
+from ..config_kafka import FETCH_QUEUE_BACKOFF_MS
 from ..errors import ConfigError, PipelineError
 from ..journey.client import JourneyClient
 from ..journey.ratelimit import from_limits
@@ -40,12 +41,11 @@ MIN_POLL_STALE_S = 10.0
 # window they belong to sees them: 100 ms keeps that well inside the end-to-end latency
 # budget (flush interval + 300 ms) for a few idle fetches a second.
 FETCH_WAIT_MAX_MS = 100
-# librdkafka's default is 1 MiB per partition per fetch. The loop outran its fetcher with
-# it: `consume()` blocked about a third of the wall time waiting for records (the loop
-# thread's CPU in it was 4 % of that wait), so each fetch round trip paced the loop.
-# 4 MiB fetches gave 28,282-28,339 events/s against 21,390-21,905 with 1 MiB on the
-# process bench (docs/benchmarks.md, 2026-12-05); the prefetch queue still bounds the
-# memory (FETCH_QUEUE_KBYTES, exceeded by at most one fetch).
+# librdkafka's default is 1 MiB per partition per fetch: fewer, larger fetches keep the
+# loop fed. With the queue's backoff at FETCH_QUEUE_BACKOFF_MS, 4 MiB ran 36,486-41,019
+# events/s and 1 MiB 34,387-36,916 on the process bench, six runs each, alternated
+# (docs/benchmarks.md, 2026-12-05, AB); the prefetch queue still bounds the memory
+# (FETCH_QUEUE_KBYTES, exceeded by at most one fetch).
 MAX_PARTITION_FETCH_BYTES = 4 << 20
 
 
@@ -88,9 +88,10 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         },
     )
     # defaults, not guarantees: OFSYS_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS (and
-    # _MAX_PARTITION_FETCH_BYTES) still win
+    # _MAX_PARTITION_FETCH_BYTES, _FETCH_QUEUE_BACKOFF_MS) still win
     config.setdefault("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
     config.setdefault("max.partition.fetch.bytes", MAX_PARTITION_FETCH_BYTES)
+    config.setdefault("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
     return config
 
 

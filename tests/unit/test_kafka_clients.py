@@ -91,3 +91,12 @@ def test_the_consumer_fetches_4_mib_per_partition_unless_the_operator_says_other
     assert MAX_PARTITION_FETCH_BYTES == 4 << 20
     given = _settings(OFSYS_KAFKA_CONSUMER_MAX_PARTITION_FETCH_BYTES="1048576")
     assert str(consumer_config(given)["max.partition.fetch.bytes"]) == "1048576"
+
+
+def test_a_full_prefetch_queue_postpones_a_fetch_20_ms_not_librdkafkas_second() -> None:
+    from pipeline.config_kafka import FETCH_QUEUE_BACKOFF_MS
+    from pipeline.runtime.wiring import consumer_config
+
+    assert consumer_config(_settings())["fetch.queue.backoff.ms"] == FETCH_QUEUE_BACKOFF_MS == 20
+    given = _settings(OFSYS_KAFKA_CONSUMER_FETCH_QUEUE_BACKOFF_MS="5")
+    assert str(consumer_config(given)["fetch.queue.backoff.ms"]) == "5"
