@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -100,4 +101,7 @@ def rig() -> Iterator[Callable[..., Rig]]:
         pipeline.start()
         return Rig(pipeline, fakes, metrics)
 
+    thresholds = gc.get_threshold()
     yield make
+    gc.set_threshold(*thresholds)  # the process's GC policy is the pipeline's, not the suite's
+    gc.unfreeze()
