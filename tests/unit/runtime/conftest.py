@@ -101,7 +101,13 @@ def rig() -> Iterator[Callable[..., Rig]]:
         pipeline.start()
         return Rig(pipeline, fakes, metrics)
 
-    thresholds = gc.get_threshold()
     yield make
-    gc.set_threshold(*thresholds)  # the process's GC policy is the pipeline's, not the suite's
+
+
+@pytest.fixture(autouse=True)
+def gc_policy() -> Iterator[None]:
+    """A started pipeline sets the process's GC policy (loop.py); the suite's stays its own."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.set_threshold(*thresholds)
     gc.unfreeze()
