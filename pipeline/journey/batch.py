@@ -50,6 +50,18 @@ class Batch:
     def __len__(self) -> int:
         return len(self.commands)
 
+    def tally(self, now_ms: float) -> tuple[dict[str, int], list[float]]:
+        """For the metrics of an accepted batch: its commands by call, and each one's
+        age in seconds at `now_ms` (here, compiled, not in the delivery lane's loop:
+        the lanes share the GIL with the loop thread)."""
+        calls: dict[str, int] = {}
+        ages: list[float] = []
+        for command in self.commands:
+            call = command["call"]
+            calls[call] = calls.get(call, 0) + 1
+            ages.append((now_ms - command["ts"]) / 1000.0)
+        return calls, ages
+
     def without(self, ids: set[str]) -> Batch | None:
         """The same batch less the commands named; None when nothing is left."""
         keep = [i for i, command in enumerate(self.commands) if command["id"] not in ids]
@@ -65,6 +77,17 @@ class Batch:
             Batch(self.commands[:mid], encoded[:mid]),
             Batch(self.commands[mid:], encoded[mid:]),
         )
+
+
+def lanes_of(commands: list[Command], lanes: int) -> list[list[Command]]:
+    """A window's commands split over the delivery lanes by cart (a cartless visitor's
+    by email): a cart's commands stay in one lane, in their order."""
+    if lanes == 1:
+        return [commands]
+    shares: list[list[Command]] = [[] for _ in range(lanes)]
+    for command in commands:
+        shares[hash(command["cartId"] or command["email"]) % lanes].append(command)
+    return shares
 
 
 def batches(commands: list[Command], max_commands: int, max_bytes: int) -> Iterator[Batch]:

@@ -137,13 +137,7 @@ class Delivery:
         metrics.batches.labels("accepted").inc()
         metrics.bytes_sent.inc(len(batch.body))
         metrics.request_duration.observe(duration)
-        now_ms = time.time() * 1000.0
-        calls: dict[str, int] = {}
-        latencies = []
-        for command in batch.commands:
-            call = command["call"]
-            calls[call] = calls.get(call, 0) + 1
-            latencies.append((now_ms - command["ts"]) / 1000.0)
-        observe_many(metrics.latency, latencies)
+        calls, ages = batch.tally(time.time() * 1000.0)
+        observe_many(metrics.latency, ages)
         for call, count in calls.items():
             metrics.commands.labels(call).inc(count)

@@ -24,7 +24,7 @@ from .. import logs
 from ..errors import ShutdownTimeoutError
 from ..metrics import Metrics
 from ..runtime.checkpoint import Window
-from .batch import batches
+from .batch import batches, lanes_of
 from .client import Transport
 from .commands import Command
 from .delivery import Delivery
@@ -111,17 +111,11 @@ class DeliveryWorker:
         return len(self._windows)  # submitted, not yet reported done
 
     def submit(self, window: Window) -> None:
-        lanes = self._lanes
-        if lanes == 1:
-            shares = [window.commands]
-        else:
-            shares = [[] for _ in range(lanes)]
-            for command in window.commands:
-                shares[hash(command["cartId"] or command["email"]) % lanes].append(command)
+        shares = lanes_of(window.commands, self._lanes)
         with self._lock:
             seq = self._submitted
             self._submitted += 1
-            self._windows[seq] = _Pending(window, lanes)
+            self._windows[seq] = _Pending(window, self._lanes)
         for lane, share in enumerate(shares):
             self._queues[lane].put((seq, share))
 

@@ -63,9 +63,7 @@ class Changelog:
             )
 
     def write(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
-        produce = self._outputs.produce
-        for key, value in records:
-            produce(self.topic, key, value, partition=partition)
+        self._outputs.produce_many(self.topic, records, partition)
 
     def restore(
         self, partitions: list[int], stopping: Callable[[], bool]

@@ -64,6 +64,9 @@ class Outputs:
                     "message.max.bytes": PRODUCER_MAX_BYTES,
                     # records wait out a broker outage; the loop decides when to give up
                     "message.timeout.ms": int((settings.broker_outage_s + 60) * 1000),
+                    # reports only for what failed: a window's thousands of changelog
+                    # records no longer call back into Python once each (the GIL's)
+                    "delivery.report.only.error": True,
                 },
             )
         )
@@ -138,6 +141,19 @@ class Outputs:
                     raise PipelineError(f"{topic} refused a record: {error.str()}") from exc
                 handler(_Unsent(topic, key, value, partition, headers), error)
                 return
+
+    def produce_many(
+        self, topic: str, records: list[tuple[bytes, bytes | None]], partition: int
+    ) -> None:
+        """`produce` for each (key, value) to one partition, in order, in one call (a
+        window's changelog records); a record the fast path cannot take goes through
+        `produce`, which waits for room or routes the refusal."""
+        produce, on_delivery = self._producer.produce, self._on_delivery
+        for key, value in records:
+            try:
+                produce(topic, value=value, key=key, partition=partition, on_delivery=on_delivery)
+            except (BufferError, KafkaException):
+                self.produce(topic, key, value, partition)
 
     def flush(self, timeout_s: float) -> int:
         """Wait up to `timeout_s` for the broker to take every record; the number still

@@ -30,7 +30,6 @@ except ImportError:  # no wheel for this platform: fastavro reads everything
     cavro = None
 
 Decoder = Callable[[bytes], dict[str, Any]]
-Fast = Callable[[bytes, int], "dict[str, Any] | None"]  # None: let fastavro say why
 # Appended to a body for cavro, and read back right after the record: found there, the
 # body ended where the record did (no bytes left over) without an exception per record.
 # Its bytes repeat no shorter pattern, so bytes left over read back as something else
@@ -38,31 +37,40 @@ Fast = Callable[[bytes, int], "dict[str, Any] | None"]  # None: let fastavro say
 _END = b"\xa7\x1f\xc3\x5e\x90\x02\xeb\x6d"
 
 
-def _fast_reader(writer_raw: Any, reader_raw: Any | None) -> Fast | None:
-    """cavro's reader of bodies written with `writer_raw` (resolved to `reader_raw` when
-    given): the record, or None when it cannot read the body whole. None without cavro."""
-    if cavro is None:
-        return None
-    options = cavro.DEFAULT_OPTIONS.replace(record_decodes_to_dict=True)
-    schema: Any = cavro.Schema(strip_logical_types(writer_raw), options=options)
-    if reader_raw is not None:
-        reader = cavro.Schema(strip_logical_types(reader_raw), options=options)
-        schema = reader.reader_for_writer(schema)
-    read = schema.binary_read
-    read_end = cavro.Schema({"type": "fixed", "name": "end", "size": len(_END)}).binary_read
-    memory_reader = cavro.MemoryReader
+class _Fast:
+    """cavro's reader of bodies written with one writer schema (resolved to the reader's
+    when given). A class, not a closure: compiled, `read` is a native call from the
+    decoders (the hot path calls it once per record)."""
 
-    def fast(value: bytes, start: int) -> dict[str, Any] | None:
-        body = memory_reader(value[start:] + _END)
+    __slots__ = ("_memory_reader", "_read", "_read_end")
+
+    def __init__(self, writer_raw: Any, reader_raw: Any | None) -> None:
+        options = cavro.DEFAULT_OPTIONS.replace(record_decodes_to_dict=True)
+        schema: Any = cavro.Schema(strip_logical_types(writer_raw), options=options)
+        if reader_raw is not None:
+            reader = cavro.Schema(strip_logical_types(reader_raw), options=options)
+            schema = reader.reader_for_writer(schema)
+        self._read: Any = schema.binary_read
+        end: Any = cavro.Schema({"type": "fixed", "name": "end", "size": len(_END)})
+        self._read_end: Any = end.binary_read
+        self._memory_reader: Any = cavro.MemoryReader
+
+    def read(self, value: bytes, start: int) -> dict[str, Any] | None:
+        """The record, or None when cavro cannot read the body whole (fastavro then
+        reads it again and says why)."""
+        body = self._memory_reader(value[start:] + _END)
         try:
-            record: dict[str, Any] = read(body)
-            if read_end(body) == _END:  # the body ended right there: read whole
+            record: dict[str, Any] = self._read(body)
+            if self._read_end(body) == _END:  # the body ended right there: read whole
                 return record
         except Exception:  # corrupt or truncated: fastavro says which
             pass
         return None  # or bytes left over
 
-    return fast
+
+def _fast_reader(writer_raw: Any, reader_raw: Any | None) -> _Fast | None:
+    """cavro's reader for a writer schema; None without cavro."""
+    return None if cavro is None else _Fast(writer_raw, reader_raw)
 
 
 def _read(value: bytes, start: int, writer: Any, reader: Any) -> dict[str, Any]:
@@ -83,7 +91,7 @@ class SingleObjectDecoder:
     def __init__(self, family: SchemaFamily, *, fastavro_only: bool = False) -> None:
         """`fastavro_only`: never cavro (the benchmark's fastavro ceiling)."""
         newest = family.newest
-        self._writers = {
+        self._writers: dict[bytes, tuple[Any, Any, _Fast | None]] = {
             v.fingerprint: (
                 v.parsed,
                 None if v is newest else newest.parsed,
@@ -101,7 +109,7 @@ class SingleObjectDecoder:
             raise DecodeError(
                 "unknown-schema", f"fingerprint {value[2:10].hex()} is not in schemas/"
             ) from None
-        if fast is not None and (record := fast(value, 10)) is not None:
+        if fast is not None and (record := fast.read(value, 10)) is not None:
             return record
         return _read(value, 10, writer, reader)
 
@@ -126,9 +134,9 @@ class RegistryDecoder:
         self._client = SchemaRegistryClient({"url": registry_url})
         self._reader = family.newest.parsed
         self._raw_reader = family.newest.raw
-        self._writers: dict[int, tuple[Any, Any, Fast | None]] = {}
+        self._writers: dict[int, tuple[Any, Any, _Fast | None]] = {}
 
-    def _writer(self, schema_id: int) -> tuple[Any, Any, Fast | None]:
+    def _writer(self, schema_id: int) -> tuple[Any, Any, _Fast | None]:
         from confluent_kafka.schema_registry.error import SchemaRegistryError
 
         try:
@@ -157,7 +165,7 @@ class RegistryDecoder:
             raise DecodeError("bad-framing", "not Confluent wire format (magic byte 0)")
         schema_id = int.from_bytes(value[1:5], "big")
         writer, reader, fast = self._writers.get(schema_id) or self._writer(schema_id)
-        if fast is not None and (record := fast(value, 5)) is not None:
+        if fast is not None and (record := fast.read(value, 5)) is not None:
             return record
         return _read(value, 5, writer, reader)
 

@@ -74,7 +74,6 @@ class PartitionState:
         # the stores' containers, aliased: what the hot path and the runtime read
         self.event_ids = self._event_ids  # `"<id>" in state.event_ids`: processed?
         self.seen = self._event_ids.seen  # their recent hashes (event_ids.py), for replays
-        self._archived = self._event_ids.archived  # and the others
         self._new_ids = self._event_ids.new
         self.orders = self._orders.orders  # order id -> event time
         self.visitors = self._identities.tracked  # cartless visitor's email -> when tracked
@@ -82,12 +81,10 @@ class PartitionState:
         self.dirty = self._carts.dirty
         self.timers = self._triggers.timers
         self.browsing = self._triggers.browsing
-        self._check_room = self._carts.check_room  # bound once: the hot path calls them
-        self._open = self._carts.open
-        self._cart_active = self._triggers.cart_active if triggers is not None else None
-        self._viewed = (
-            self._triggers.viewed if triggers is not None and triggers.browse_after_ms else None
-        )
+        # which triggers watch the events (flags, not bound methods: compiled, a call of
+        # a store's method is a native call, a call of a bound method a generic one)
+        self._cart_timers = triggers is not None
+        self._browse = triggers is not None and bool(triggers.browse_after_ms)
         self.outbox: list[Command] = []
         self.stream_ms = 0  # the newest event time seen
         # where windows not yet committed closed, [input offset, repartition offset]
@@ -99,11 +96,11 @@ class PartitionState:
         """Fold one event in; False when it was a replay (or a repeated transaction)."""
         event_id = change.event_id
         id_key = id_hash(event_id)
-        if id_key in self.seen or self._archived(id_key):
+        if id_key in self.seen or self._event_ids.archived(id_key):
             return False
         if type(change) is LineChange:
             if change.added:
-                self._check_room(change.cart_id, change.product_id)
+                self._carts.check_room(change.cart_id, change.product_id)
         elif (
             type(change) is PageView
             and change.snapshot is not None
@@ -130,9 +127,9 @@ class PartitionState:
                 n = self._track(change, email)
         if type(change) is LineChange:
             cart_id = change.cart_id
-            cart = self._open(cart_id, ts)
-            if self._cart_active is not None:
-                self._cart_active(cart_id, ts)
+            cart = self._carts.open(cart_id, ts)
+            if self._cart_timers:
+                self._triggers.cart_active(cart_id, ts)
             if change.added:
                 if cart_id in self.browsing:
                     self._triggers.added_to_cart(cart_id)
@@ -148,12 +145,12 @@ class PartitionState:
         elif type(change) is PageView:
             snap = change.snapshot
             if snap is not None and cart_id is not None:
-                self._open(cart_id, ts).replace(snap.total, snap.step, snap.lines)
-                if self._cart_active is not None:
-                    self._cart_active(cart_id, ts)
+                self._carts.open(cart_id, ts).replace(snap.total, snap.step, snap.lines)
+                if self._cart_timers:
+                    self._triggers.cart_active(cart_id, ts)
         elif type(change) is ProductView:
-            if self._viewed is not None:
-                self._viewed(cart_id or email, change.product_id, ts)
+            if self._browse:
+                self._triggers.viewed(cart_id or email, change.product_id, ts)
             if cart_id is not None and cart_id in self.dirty:
                 self._settle(cart_id)
             self.outbox.append(

@@ -60,22 +60,22 @@ class Timers:
         self.armed: tuple[set[str], set[str]] = (set(), set())  # the keys with an entry
 
     def arm(self, kind: int, name: str, due_ms: int) -> None:
-        self.arm_many(kind, ((name, due_ms),))
+        """An entry for `name` due at `due_ms`, unless it has one."""
+        armed = self.armed[kind]
+        if name not in armed:
+            armed.add(name)
+            bucket = -(-due_ms // self._resolution) * 2 + kind
+            keys = self._buckets.get(bucket)
+            if keys is None:
+                self._buckets[bucket] = [name]
+                heapq.heappush(self._heap, bucket)
+            else:
+                keys.append(name)
 
     def arm_many(self, kind: int, entries: Iterable[tuple[str, int]]) -> None:
-        """An entry for each (key, due time) whose key has none (a restore's carts: one
-        loop, no call per entry)."""
-        armed, buckets, resolution = self.armed[kind], self._buckets, self._resolution
+        """`arm` for each (key, due time): a restore's carts."""
         for name, due_ms in entries:
-            if name not in armed:
-                armed.add(name)
-                bucket = -(-due_ms // resolution) * 2 + kind
-                keys = buckets.get(bucket)
-                if keys is None:
-                    buckets[bucket] = [name]
-                    heapq.heappush(self._heap, bucket)
-                else:
-                    keys.append(name)
+            self.arm(kind, name, due_ms)
 
     def take_due(self, now_ms: int) -> list[tuple[int, str]]:
         """The entries due by `now_ms` as (kind, key), disarmed; the caller re-arms one

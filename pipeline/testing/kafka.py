@@ -232,6 +232,12 @@ class FakeOutputs:
     ) -> None:
         self.pending.append(Produced(topic, key, value, partition, headers))
 
+    def produce_many(
+        self, topic: str, records: list[tuple[bytes, bytes | None]], partition: int
+    ) -> None:
+        for key, value in records:
+            self.produce(topic, key, value, partition)
+
     def flush(self, timeout_s: float) -> int:
         self.flushes.append(timeout_s)
         if self.hold:

@@ -22,8 +22,7 @@ class FakeStore:
         self.restores: list[list[int]] = []
 
     def write(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
-        for key, value in records:
-            self._outputs.produce(self.topic, key, value, partition=partition)
+        self._outputs.produce_many(self.topic, records, partition)
 
     def restore(
         self, partitions: list[int], stopping: Callable[[], bool]
