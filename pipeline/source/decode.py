@@ -4,11 +4,12 @@ A decoder is a plain callable `(bytes) -> dict` raising DecodeError with a fixed
 reason slug (the dead-letter reason). Writer schemas are parsed once and cached; the
 reader schema is the newest in `schemas/`, and only older writers pay for resolution.
 
-Bodies are read with cavro (a Cython Avro codec: consume + decode of our records runs
-2.6-2.8x as fast as with fastavro, `ofsys-pipeline bench`'s two ceilings) when it is
-installed, else with fastavro; both give the same dicts. A body cavro cannot read, or
-one with bytes left over, is read again by fastavro, whose error is the one reported:
-the hot path pays nothing for the precise message.
+Bodies are read by the fastest reader that knows their writer schema: the SiteEvent
+reader written for our layouts (site_reader.py) for the versions in `schemas/`, else
+cavro (a Cython Avro codec) when it is installed, else fastavro; all give the same
+dicts. A body the fast reader cannot read whole is read again by fastavro, whose
+answer (the record or the error) is the one used: the hot path pays nothing for the
+precise message.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from fastavro import schemaless_reader
 from fastavro.schema import parse_schema
 
 from ..errors import DecodeError, PipelineError
-from .schemas import SINGLE_OBJECT_MAGIC, SchemaFamily, strip_logical_types
+from .schemas import (
+    SINGLE_OBJECT_MAGIC,
+    SchemaFamily,
+    single_object_fingerprint,
+    strip_logical_types,
+)
+from .site_reader import BodyReader, site_event_reader
 
 try:
     import cavro
@@ -37,10 +44,9 @@ Decoder = Callable[[bytes], dict[str, Any]]
 _END = b"\xa7\x1f\xc3\x5e\x90\x02\xeb\x6d"
 
 
-class _Fast:
+class _Cavro(BodyReader):
     """cavro's reader of bodies written with one writer schema (resolved to the reader's
-    when given). A class, not a closure: compiled, `read` is a native call from the
-    decoders (the hot path calls it once per record)."""
+    when given): for writer schemas the SiteEvent reader does not know."""
 
     __slots__ = ("_memory_reader", "_read", "_read_end")
 
@@ -68,9 +74,19 @@ class _Fast:
         return None  # or bytes left over
 
 
-def _fast_reader(writer_raw: Any, reader_raw: Any | None) -> _Fast | None:
-    """cavro's reader for a writer schema; None without cavro."""
-    return None if cavro is None else _Fast(writer_raw, reader_raw)
+def _fast_reader(writer_raw: Any, reader_raw: Any) -> BodyReader | None:
+    """The fastest reader of a writer schema's bodies resolved to the reader schema: the
+    SiteEvent reader for a layout it knows, else cavro's; None without either."""
+    site = site_event_reader(
+        single_object_fingerprint(writer_raw), single_object_fingerprint(reader_raw)
+    )
+    if site is not None:
+        return site
+    return (
+        None
+        if cavro is None
+        else _Cavro(writer_raw, None if writer_raw == reader_raw else reader_raw)
+    )
 
 
 def _read(value: bytes, start: int, writer: Any, reader: Any) -> dict[str, Any]:
@@ -89,13 +105,13 @@ class SingleObjectDecoder:
     """Avro single-object encoding: C3 01, 8-byte CRC-64-AVRO fingerprint, body."""
 
     def __init__(self, family: SchemaFamily, *, fastavro_only: bool = False) -> None:
-        """`fastavro_only`: never cavro (the benchmark's fastavro ceiling)."""
+        """`fastavro_only`: no fast reader (the benchmark's fastavro ceiling)."""
         newest = family.newest
-        self._writers: dict[bytes, tuple[Any, Any, _Fast | None]] = {
+        self._writers: dict[bytes, tuple[Any, Any, BodyReader | None]] = {
             v.fingerprint: (
                 v.parsed,
                 None if v is newest else newest.parsed,
-                None if fastavro_only else _fast_reader(v.raw, None if v is newest else newest.raw),
+                None if fastavro_only else _fast_reader(v.raw, newest.raw),
             )
             for v in family.versions
         }
@@ -134,9 +150,9 @@ class RegistryDecoder:
         self._client = SchemaRegistryClient({"url": registry_url})
         self._reader = family.newest.parsed
         self._raw_reader = family.newest.raw
-        self._writers: dict[int, tuple[Any, Any, _Fast | None]] = {}
+        self._writers: dict[int, tuple[Any, Any, BodyReader | None]] = {}
 
-    def _writer(self, schema_id: int) -> tuple[Any, Any, _Fast | None]:
+    def _writer(self, schema_id: int) -> tuple[Any, Any, BodyReader | None]:
         from confluent_kafka.schema_registry.error import SchemaRegistryError
 
         try:
@@ -155,7 +171,7 @@ class RegistryDecoder:
         entry = (
             parsed,
             None if newest else self._reader,
-            _fast_reader(raw, None if newest else self._raw_reader),
+            _fast_reader(raw, self._raw_reader),
         )
         self._writers[schema_id] = entry
         return entry

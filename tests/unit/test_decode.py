@@ -109,15 +109,19 @@ def family() -> SchemaFamily:
     return load_family("site_event")
 
 
-@pytest.fixture(scope="module", params=["cavro", "fastavro"])
+@pytest.fixture(scope="module", params=["site", "cavro", "fastavro"])
 def decode(family: SchemaFamily, request: pytest.FixtureRequest) -> Iterator[SingleObjectDecoder]:
-    """Both readers: cavro (when installed), and fastavro alone, as without cavro."""
-    if request.param == "cavro":
-        assert decode_module.cavro is not None  # a dependency: installed everywhere we test
+    """Every reader: the SiteEvent reader (what runs for the schemas/ versions), cavro (for
+    writer schemas the SiteEvent reader does not know), and fastavro alone, as without
+    cavro."""
+    if request.param == "site":
         yield SingleObjectDecoder(family)
         return
-    with pytest.MonkeyPatch.context() as patch:  # as on a platform without cavro
-        patch.setattr(decode_module, "cavro", None)
+    assert decode_module.cavro is not None  # a dependency: installed everywhere we test
+    with pytest.MonkeyPatch.context() as patch:  # as for a writer schema it does not know
+        patch.setattr(decode_module, "site_event_reader", lambda writer, reader: None)
+        if request.param == "fastavro":  # as on a platform without cavro
+            patch.setattr(decode_module, "cavro", None)
         yield SingleObjectDecoder(family)
 
 
@@ -285,14 +289,15 @@ def test_strip_logical_types() -> None:
     assert raw["fields"][0]["type"]["logicalType"] == "x"
 
 
-def test_cavro_and_fastavro_read_the_same_dicts_from_shop_traffic(family: SchemaFamily) -> None:
+def test_the_fast_readers_and_fastavro_read_the_same_dicts_from_shop_traffic(
+    family: SchemaFamily, decode: SingleObjectDecoder
+) -> None:
     import itertools
 
     from pipeline.tools.traffic import Encoder, ShopTraffic, encoded
 
     traffic = ShopTraffic(seed=5, visitors=200, invalid_rate=0.05)
     values = [v for _, v in itertools.islice(encoded(traffic, Encoder(family)), 3000)]
-    with_cavro = SingleObjectDecoder(family)
     fastavro_only = SingleObjectDecoder(family, fastavro_only=True)
 
     def outcome(decode: SingleObjectDecoder, value: bytes) -> Any:
@@ -301,6 +306,6 @@ def test_cavro_and_fastavro_read_the_same_dicts_from_shop_traffic(family: Schema
         except DecodeError as exc:
             return (exc.reason, exc.detail)
 
-    outcomes = [(outcome(with_cavro, v), outcome(fastavro_only, v)) for v in values]
+    outcomes = [(outcome(decode, v), outcome(fastavro_only, v)) for v in values]
     assert all(a == b for a, b in outcomes)
     assert any(isinstance(a, tuple) for a, _ in outcomes)  # bad records were in the mix

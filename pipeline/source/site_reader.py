@@ -1,0 +1,192 @@
+"""A reader of SiteEvent bodies written for this schema, not for any schema.
+
+Why: on the hot path, decoding was a quarter of the loop thread's time with cavro, a
+generic codec (docs/benchmarks.md, 2026-12-06 evening). This reader walks the two
+layouts of `schemas/site_event` (v1 and v2, found by fingerprint) with no schema
+interpreted at run time, and gives the very dicts fastavro gives for the newest
+reader schema. Compiled with mypyc (wheels), it decodes our records several times as
+fast as cavro did (2026-12-07 in docs/benchmarks.md); pure Python, it is slower, and
+the editable install's tests run it to check what it reads.
+
+It is only ever a fast path: a body it cannot read whole (truncated, a bad union
+branch, bad UTF-8, bytes left over) gives None, and decode.py has fastavro read it
+again, whose answer (the record or the error) is the one used. A schema version it
+does not know (a new `schemas/` file, a registry writer) is not given to it at all.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+# The layouts this reader walks, by the schema's single-object fingerprint (CRC-64-AVRO
+# of the Parsing Canonical Form): site_event v1 and v2. v2 adds `user.userId` and
+# `cart.currency`; read from v1, they are None, as schema resolution makes them.
+# tests/unit/test_site_reader.py fails when `schemas/` has a version not listed here.
+V1 = bytes.fromhex("6f6a2f67caea9d50")
+V2 = bytes.fromhex("46097ff088cf05af")
+_READER = V2  # the dicts are those of this reader schema
+
+_DOUBLE = struct.Struct("<d").unpack_from
+
+
+class BodyReader:
+    """A fast reader of one writer schema's bodies: the record, or None when it cannot
+    read the body whole (the caller's fallback then reads it and says why)."""
+
+    def read(self, value: bytes, start: int) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+
+class SiteEventReader(BodyReader):
+    """Reads one SiteEvent layout. Not thread-safe: the cursor lives on the instance,
+    so that a record costs no cursor object (each decoder owns its readers)."""
+
+    __slots__ = ("_buf", "_pos", "_v2")
+
+    def __init__(self, v2: bool) -> None:
+        self._v2 = v2
+        self._buf = b""
+        self._pos = 0
+
+    def read(self, value: bytes, start: int) -> dict[str, Any] | None:
+        self._buf = value
+        self._pos = start
+        try:
+            record = self._event()
+            whole = self._pos == len(value)
+        except Exception:  # truncated or corrupt: the fallback says which
+            return None
+        finally:
+            self._buf = b""  # the record's bytes are not held past the call
+        return record if whole else None
+
+    def _long(self) -> int:
+        """A zig-zag varint (Avro int and long); past the end, bytes indexing raises."""
+        buf = self._buf
+        pos = self._pos
+        byte = buf[pos]
+        pos += 1
+        acc = byte & 0x7F
+        shift = 7
+        while byte & 0x80:
+            if shift > 63:
+                raise ValueError("varint longer than 64 bits")
+            byte = buf[pos]
+            pos += 1
+            acc |= (byte & 0x7F) << shift
+            shift += 7
+        self._pos = pos
+        return (acc >> 1) ^ -(acc & 1)
+
+    def _string(self) -> str:
+        size = self._long()
+        pos = self._pos
+        end = pos + size
+        if size < 0 or end > len(self._buf):
+            raise ValueError("string past the end")
+        self._pos = end
+        return self._buf[pos:end].decode()
+
+    def _present(self) -> bool:
+        """The branch of a ["null", T] union: False for null, True for T."""
+        branch = self._long()
+        if branch == 1:
+            return True
+        if branch == 0:
+            return False
+        raise ValueError(f"union branch {branch}")
+
+    def _opt_string(self) -> str | None:
+        return self._string() if self._present() else None
+
+    def _opt_long(self) -> int | None:
+        return self._long() if self._present() else None
+
+    def _opt_double(self) -> float | None:
+        if not self._present():
+            return None
+        pos = self._pos
+        value: float = _DOUBLE(self._buf, pos)[0]  # struct.error past the end
+        self._pos = pos + 8
+        return value
+
+    def _product(self) -> dict[str, Any]:
+        return {
+            "id": self._opt_string(),
+            "name": self._opt_string(),
+            "unitSalePrice": self._opt_double(),
+            "unitPrice": self._opt_double(),
+        }
+
+    def _line_items(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        count = self._long()
+        while count != 0:
+            if count < 0:  # a block with its byte size: the size is not needed
+                count = -count
+                self._long()
+            for _ in range(count):
+                items.append(
+                    {
+                        "product": self._product(),
+                        "quantity": self._opt_long(),
+                        "subtotal": self._opt_double(),
+                    }
+                )
+            count = self._long()
+        return items
+
+    def _event(self) -> dict[str, Any]:
+        v2 = self._v2
+        event_id = self._string()
+        name = self._string()
+        timestamp = self._long()
+        user: dict[str, Any] | None = None
+        if self._present():
+            email = self._opt_string()
+            user = {"email": email, "userId": self._opt_string() if v2 else None}
+        cart: dict[str, Any] | None = None
+        if self._present():
+            cart_id = self._opt_string()
+            total = self._opt_double()
+            currency = self._opt_string() if v2 else None
+            step = self._opt_long()
+            cart = {
+                "id": cart_id,
+                "total": total,
+                "currency": currency,
+                "checkoutStep": step,
+                "lineItems": self._line_items(),
+            }
+        product = self._product() if self._present() else None
+        quantity = self._opt_long()
+        transaction: dict[str, Any] | None = None
+        if self._present():
+            transaction = {
+                "orderId": self._opt_string(),
+                "cartId": self._opt_string(),
+                "total": self._opt_double(),
+                "tax": self._opt_double(),
+                "shippingCost": self._opt_double(),
+                "affiliation": self._opt_string(),
+                "lineItems": self._line_items(),
+            }
+        return {
+            "id": event_id,
+            "name": name,
+            "timestamp": timestamp,
+            "user": user,
+            "cart": cart,
+            "product": product,
+            "quantity": quantity,
+            "transaction": transaction,
+        }
+
+
+def site_event_reader(writer: bytes, reader: bytes) -> SiteEventReader | None:
+    """The reader for bodies of the writer schema `writer` resolved to `reader` (both
+    fingerprints), or None when this module does not know that pair."""
+    if reader != _READER or writer not in (V1, V2):
+        return None
+    return SiteEventReader(v2=writer == V2)
