@@ -4,9 +4,10 @@ Why: on the hot path, decoding was a quarter of the loop thread's time with cavr
 generic codec (docs/benchmarks.md, 2026-12-06 evening). This reader walks the two
 layouts of `schemas/site_event` (v1 and v2, found by fingerprint) with no schema
 interpreted at run time, and gives the very dicts fastavro gives for the newest
-reader schema. Compiled with mypyc (wheels), it decodes our records several times as
-fast as cavro did (2026-12-07 in docs/benchmarks.md); pure Python, it is slower, and
-the editable install's tests run it to check what it reads.
+reader schema. Compiled with mypyc (wheels), the bench's consume + decode ceiling with
+the pipeline's decoder rose 28 % over cavro's and the pipeline's rate 24-27 % (2026-12-07
+in docs/benchmarks.md); pure Python, it is slower, and the editable install's tests run
+it to check what it reads.
 
 It is only ever a fast path: a body it cannot read whole (truncated, a bad union
 branch, bad UTF-8, bytes left over) gives None, and decode.py has fastavro read it
