@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from pipeline.cli import build_parser
-from pipeline.tools.bench_shapes import SHAPES, cart_backlog, latency_ms, percentile, traffic
-from pipeline.tools.traffic import _STEPS, ShopTraffic, _steps
+from pipeline.errors import DecodeError
+from pipeline.source.decode import SingleObjectDecoder
+from pipeline.source.schemas import load_family
+from pipeline.tools.bench_shapes import (
+    SHAPES,
+    cart_backlog,
+    latency_ms,
+    percentile,
+    restamped,
+    timestamp_span,
+    traffic,
+)
+from pipeline.tools.traffic import _STEPS, Encoder, ShopTraffic, _steps, encoded
 
 
 def names(shape: str, count: int) -> Counter[str]:
@@ -152,3 +164,38 @@ def test_the_child_runs_production_defaults_but_the_session_timeout(
         "OFSYS_CHANGELOG",
     }
     assert child_env("b:1", "t", "g", "u", 1, changelog=True)["OFSYS_CHANGELOG"] == "true"
+
+
+def test_restamped_sends_each_event_with_the_time_it_is_pulled() -> None:
+    family = load_family("site_event")
+    decode = SingleObjectDecoder(family, fastavro_only=True)
+    made_at = traffic("default", clock=lambda: 1_764_000_000_000)
+    made = list(itertools.islice(encoded(made_at, Encoder(family)), 300))
+    events = {value: _decoded(decode, value) for _, value in made}
+    assert sum(event is not None for event in events.values()) > 250
+    stamps = iter(range(1_796_000_000_000, 1_796_000_000_300))
+    out = list(restamped(iter(made), lambda: next(stamps)))
+    assert [key for key, _ in out] == [key for key, _ in made]
+    restamped_events = 0
+    for (_, before), (_, after) in zip(made, out, strict=True):
+        event = events[before]
+        if event is None:  # the traffic's bad records: sent, stamped or not, still bad
+            assert _decoded(decode, after) is None
+            continue
+        stamped = decode(after)
+        assert 1_796_000_000_000 <= stamped["timestamp"] < 1_796_000_000_300
+        assert stamped == {**event, "timestamp": stamped["timestamp"]}
+        restamped_events += 1
+    assert restamped_events == sum(events[value] is not None for _, value in made)  # replays too
+    # a stamp that needs more bytes than the one made leaves the value as it was
+    value = next(v for v, event in events.items() if event is not None)
+    assert list(restamped(iter([("k", value)]), lambda: 2**50)) == [("k", value)]
+    assert timestamp_span(b"\x00\x00\x00\x00\x01") is None  # not single-object encoding
+    assert timestamp_span(b"\xc3\x01" + bytes(8) + b"\x80") is None  # cut short
+
+
+def _decoded(decode: SingleObjectDecoder, value: bytes) -> dict[str, Any] | None:
+    try:
+        return decode(value)
+    except DecodeError:
+        return None
