@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import sys
 from collections.abc import Callable
 
 from confluent_kafka import TopicPartition
@@ -50,6 +51,13 @@ FULL_GC_EVERY_SEALS = 120  # a full collection about every two minutes at the de
 # per-record dicts set off a pass every few hundred records, 6.4 % of the loop's time
 # (P3); state is frozen at each seal, so a rarer pass scans no more (G runs)
 GEN0_THRESHOLD = 100_000
+# How long a thread holding the GIL runs before one waiting for it is let in (CPython: 5
+# ms). The loop thread holds it almost always (98 % of GIL samples), and a delivery lane
+# waits up to this long at each of the many GIL hand-offs of an HTTP request: at 5 ms a
+# window's last batch reached Journey hundreds of milliseconds after its seal (p99 1,801
+# and 2,543 ms at 15,500 events/s; 1,472 and 1,247 at 1 ms, the rate unchanged:
+# docs/benchmarks.md, 2026-12-07, KS)
+SWITCH_INTERVAL_S = 0.001
 CLOSE_RESERVE_S = 3.0  # of the shutdown deadline, kept for closing (at most a quarter)
 # records processed between two looks at the clock: a window due mid-batch is sealed
 # within a few milliseconds, not after the whole poll's records (end-to-end latency)
@@ -178,6 +186,7 @@ class Pipeline(Rebalancing):
         self._monitor = parts.monitor(view) if parts.monitor is not None else None
         self._seal_at = self._clock.monotonic() + self.settings.flush_interval_ms / 1000.0
         gc.set_threshold(GEN0_THRESHOLD, *gc.get_threshold()[1:])
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     def turn(self) -> None:
         """One turn: poll, process, seal when due, hand on, commit, watch, back off."""

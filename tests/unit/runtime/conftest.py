@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -106,8 +107,10 @@ def rig() -> Iterator[Callable[..., Rig]]:
 
 @pytest.fixture(autouse=True)
 def gc_policy() -> Iterator[None]:
-    """A started pipeline sets the process's GC policy (loop.py); the suite's stays its own."""
-    thresholds = gc.get_threshold()
+    """A started pipeline sets the process's GC policy and GIL switch interval (loop.py);
+    the suite's stay its own."""
+    thresholds, interval = gc.get_threshold(), sys.getswitchinterval()
     yield
     gc.set_threshold(*thresholds)
     gc.unfreeze()
+    sys.setswitchinterval(interval)

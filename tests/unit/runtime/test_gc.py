@@ -1,14 +1,16 @@
-"""The loop's memory policy: rare young-generation passes, pages given back at each seal."""
+"""The loop's process policy: rare young-generation passes, pages given back at each
+seal, a short GIL switch interval."""
 
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable
 
 import pytest
 
 from pipeline.runtime import loop
-from pipeline.runtime.loop import GEN0_THRESHOLD
+from pipeline.runtime.loop import GEN0_THRESHOLD, SWITCH_INTERVAL_S
 
 from .conftest import Rig, fill
 
@@ -34,3 +36,12 @@ def test_every_seal_freezes_the_survivors_and_gives_free_pages_back(
         r.window()
         assert len(releases) == expected
         assert gc.get_freeze_count() > 0
+
+
+def test_a_started_pipeline_lets_the_delivery_lanes_have_the_gil_within_a_millisecond(
+    rig: Callable[..., Rig],
+) -> None:
+    sys.setswitchinterval(0.005)
+    rig()
+    assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
+    assert SWITCH_INTERVAL_S == 0.001
