@@ -53,10 +53,10 @@ FULL_GC_EVERY_SEALS = 120  # a full collection about every two minutes at the de
 GEN0_THRESHOLD = 100_000
 # How long a thread holding the GIL runs before one waiting for it is let in (CPython: 5
 # ms). The loop thread holds it almost always (98 % of GIL samples), and a delivery lane
-# waits up to this long at each of the many GIL hand-offs of an HTTP request: at 5 ms a
-# window's last batch reached Journey hundreds of milliseconds after its seal (p99 1,801
-# and 2,543 ms at 15,500 events/s; 1,472 and 1,247 at 1 ms, the rate unchanged:
-# docs/benchmarks.md, 2026-12-07, KS)
+# waits up to this long at each of the many GIL hand-offs of an HTTP request, so a
+# window's last batch reaches Journey later. At 15,500 events/s, p99 over five runs each:
+# 1,675-2,543 ms (median 1,827) at 5 ms, 1,247-1,981 (median 1,472) at 1 ms, the
+# throughput unchanged (docs/benchmarks.md, 2026-12-07, KS)
 SWITCH_INTERVAL_S = 0.001
 CLOSE_RESERVE_S = 3.0  # of the shutdown deadline, kept for closing (at most a quarter)
 # records processed between two looks at the clock: a window due mid-batch is sealed
