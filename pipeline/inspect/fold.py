@@ -103,9 +103,10 @@ class Fold:
                 raise DecodeError("empty", "record has no value")
             if len(value) > self._max_bytes:
                 raise DecodeError("too-large", f"{len(value)} bytes > {self._max_bytes}")
-            step.event = event = self._decode(value)
-            step.cart_id = (event.get("cart") or {}).get("id")
-            ts = event["timestamp"]
+            event = self._decode(value)
+            step.event = event.record()
+            step.cart_id = None if event.cart is None else event.cart.id
+            ts = event.timestamp
             latest_ms = int(time.time() * 1000) + self._skew_ms
             floor_ms = state.stream_ms - self._keep_ids_ms
             if ts > latest_ms or ts < MIN_EVENT_MS or ts < floor_ms:

@@ -16,6 +16,7 @@ from .. import logs
 from ..config import Settings
 from ..errors import DecodeError, InvalidEventError, PipelineError
 from ..metrics import EVENT_LABELS, Metrics
+from ..source.decode import Decoder
 from ..source.identity import Identity
 from ..source.normalise import Limits, Missing, normalise
 from ..source.partitioner import PARTITIONERS
@@ -47,7 +48,7 @@ class Processor:
         produce: Callable[..., None],
         retention: Retention,
         clock: Clock,
-        decode: Callable[[bytes], Any],
+        decode: Decoder,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
@@ -92,7 +93,7 @@ class Processor:
                     raise DecodeError("too-large", f"{len(value)} bytes > {max_bytes}")
                 event = decode(value)
                 state = states[partition]
-                ts = event["timestamp"]
+                ts = event.timestamp
                 if ts > latest_ms or ts < MIN_EVENT_MS or ts < state.stream_ms - keep_ids_ms:
                     raise _bad_time(ts, state.stream_ms - keep_ids_ms, latest_ms)
                 event_ms[source] = ts
@@ -100,7 +101,7 @@ class Processor:
                 if change is None:
                     outcome = "skipped"
                 else:
-                    name = event["name"]
+                    name = event.name
                     cart_id = change.cart_id
                     if (
                         cart_id is not None
@@ -115,8 +116,8 @@ class Processor:
             except (DecodeError, InvalidEventError) as exc:
                 self._dead_letters.record(msg, exc.reason, exc.detail)
                 outcome = "dead_lettered"
-                if type(exc) is InvalidEventError and event["name"] in EVENT_LABELS:
-                    name = event["name"]
+                if type(exc) is InvalidEventError and event.name in EVENT_LABELS:
+                    name = event.name
             positions[source] = msg.offset() + 1
             key = (name, outcome)
             tally[key] = tally.get(key, 0) + 1

@@ -1,15 +1,17 @@
-"""Record value -> site event dict, for the two framings the pipeline accepts.
+"""Record value -> site event (event.py), for the two framings the pipeline accepts.
 
-A decoder is a plain callable `(bytes) -> dict` raising DecodeError with a fixed
-reason slug (the dead-letter reason). Writer schemas are parsed once and cached; the
-reader schema is the newest in `schemas/`, and only older writers pay for resolution.
+A decoder is a plain callable `(bytes) -> SiteEvent` raising DecodeError with a fixed
+reason slug (the dead-letter reason); `record(value)` is fastavro's dict of the same
+value (the reference reader: the bench's ceiling, the tests, the trigger topic). Writer
+schemas are parsed once and cached; the reader schema is the newest in `schemas/`, and
+only older writers pay for resolution.
 
 Bodies are read by the fastest reader that knows their writer schema: the SiteEvent
 reader written for our layouts (site_reader.py) for the versions in `schemas/`, else
 cavro (a Cython Avro codec) when it is installed, else fastavro; all give the same
-dicts. A body the fast reader cannot read whole is read again by fastavro, whose
-answer (the record or the error) is the one used: the hot path pays nothing for the
-precise message.
+events (cavro's and fastavro's dicts through `SiteEvent.of`). A body the fast reader
+cannot read whole is read again by fastavro, whose answer (the record or the error) is
+the one used: the hot path pays nothing for the precise message.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fastavro import schemaless_reader
 from fastavro.schema import parse_schema
 
 from ..errors import DecodeError, PipelineError
+from .event import SiteEvent
 from .schemas import (
     SINGLE_OBJECT_MAGIC,
     SchemaFamily,
@@ -36,7 +39,7 @@ try:
 except ImportError:  # no wheel for this platform: fastavro reads everything
     cavro = None
 
-Decoder = Callable[[bytes], dict[str, Any]]
+Decoder = Callable[[bytes], SiteEvent]
 # Appended to a body for cavro, and read back right after the record: found there, the
 # body ended where the record did (no bytes left over) without an exception per record.
 # Its bytes repeat no shorter pattern, so bytes left over read back as something else
@@ -61,14 +64,14 @@ class _Cavro(BodyReader):
         self._read_end: Any = end.binary_read
         self._memory_reader: Any = cavro.MemoryReader
 
-    def read(self, value: bytes, start: int) -> dict[str, Any] | None:
-        """The record, or None when cavro cannot read the body whole (fastavro then
+    def read(self, value: bytes, start: int) -> SiteEvent | None:
+        """The event, or None when cavro cannot read the body whole (fastavro then
         reads it again and says why)."""
         body = self._memory_reader(value[start:] + _END)
         try:
             record: dict[str, Any] = self._read(body)
             if self._read_end(body) == _END:  # the body ended right there: read whole
-                return record
+                return SiteEvent.of(record)
         except Exception:  # corrupt or truncated: fastavro says which
             pass
         return None  # or bytes left over
@@ -95,7 +98,10 @@ def _read(value: bytes, start: int, writer: Any, reader: Any) -> dict[str, Any]:
     try:
         record: dict[str, Any] = schemaless_reader(stream, writer, reader)  # type: ignore[assignment]
     except Exception as exc:  # fastavro raises many types for corrupt bodies
-        raise DecodeError("undecodable", f"{type(exc).__name__}: {exc}") from exc
+        # fastavro's EOFError names the stream by its address: the same body would give
+        # another reason at each read (dead letters, tests comparing readers)
+        detail = str(exc).replace(repr(stream), "the body")
+        raise DecodeError("undecodable", f"{type(exc).__name__}: {detail}") from exc
     if stream.tell() != len(value):
         raise DecodeError("undecodable", f"{len(value) - stream.tell()} trailing bytes")
     return record
@@ -104,30 +110,37 @@ def _read(value: bytes, start: int, writer: Any, reader: Any) -> dict[str, Any]:
 class SingleObjectDecoder:
     """Avro single-object encoding: C3 01, 8-byte CRC-64-AVRO fingerprint, body."""
 
-    def __init__(self, family: SchemaFamily, *, fastavro_only: bool = False) -> None:
-        """`fastavro_only`: no fast reader (the benchmark's fastavro ceiling)."""
+    def __init__(self, family: SchemaFamily) -> None:
         newest = family.newest
         self._writers: dict[bytes, tuple[Any, Any, BodyReader | None]] = {
             v.fingerprint: (
                 v.parsed,
                 None if v is newest else newest.parsed,
-                None if fastavro_only else _fast_reader(v.raw, newest.raw),
+                _fast_reader(v.raw, newest.raw),
             )
             for v in family.versions
         }
 
-    def __call__(self, value: bytes) -> dict[str, Any]:
+    def __call__(self, value: bytes) -> SiteEvent:
+        writer, reader, fast = self._writer(value)
+        if fast is not None and (event := fast.read(value, 10)) is not None:
+            return event
+        return SiteEvent.of(_read(value, 10, writer, reader))
+
+    def record(self, value: bytes) -> dict[str, Any]:
+        """fastavro's record of the value, read by fastavro alone (any family)."""
+        writer, reader, _ = self._writer(value)
+        return _read(value, 10, writer, reader)
+
+    def _writer(self, value: bytes) -> tuple[Any, Any, BodyReader | None]:
         if value[:2] != SINGLE_OBJECT_MAGIC or len(value) < 10:
             raise DecodeError("bad-framing", "not Avro single-object encoding (C3 01 header)")
         try:
-            writer, reader, fast = self._writers[value[2:10]]
+            return self._writers[value[2:10]]
         except KeyError:
             raise DecodeError(
                 "unknown-schema", f"fingerprint {value[2:10].hex()} is not in schemas/"
             ) from None
-        if fast is not None and (record := fast.read(value, 10)) is not None:
-            return record
-        return _read(value, 10, writer, reader)
 
 
 class RegistryDecoder:
@@ -176,14 +189,14 @@ class RegistryDecoder:
         self._writers[schema_id] = entry
         return entry
 
-    def __call__(self, value: bytes) -> dict[str, Any]:
+    def __call__(self, value: bytes) -> SiteEvent:
         if len(value) < 5 or value[0] != 0:
             raise DecodeError("bad-framing", "not Confluent wire format (magic byte 0)")
         schema_id = int.from_bytes(value[1:5], "big")
         writer, reader, fast = self._writers.get(schema_id) or self._writer(schema_id)
-        if fast is not None and (record := fast.read(value, 5)) is not None:
-            return record
-        return _read(value, 5, writer, reader)
+        if fast is not None and (event := fast.read(value, 5)) is not None:
+            return event
+        return SiteEvent.of(_read(value, 5, writer, reader))
 
 
 def make_decoder(family: SchemaFamily, registry_url: str | None) -> Decoder:

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from typing import Any
-
-_NONE: dict[str, Any] = {}  # stands in for an absent nested record; never mutated
-
 
 # RFC 5322 atext, lower-case (addresses are lower-cased first), and the dot; then the
 # ASCII characters of a domain. Non-ASCII letters, marks and digits (internationalised
@@ -73,8 +69,8 @@ class Identity:
         self.invalid = 0
         self._known: dict[str, str] = {}  # raw -> normalised, "" when not an e-mail
 
-    def email(self, event: dict[str, Any]) -> str | None:
-        raw = (event.get("user") or _NONE).get("email")
+    def email(self, raw: str | None) -> str | None:
+        """The normalised address of a raw `user.email`, or None (absent or invalid)."""
         if not raw:
             return None
         email = self._known.get(raw)

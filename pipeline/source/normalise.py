@@ -1,4 +1,4 @@
-"""Site event (decoded dict) -> one Change in the Journey vocabulary. Pure: no I/O.
+"""Site event (event.py) -> one Change in the Journey vocabulary. Pure: no I/O.
 
 `HANDLERS` is the vocabulary table: one entry per event name the pipeline understands.
 Required fields raise InvalidEventError (the event is dead-lettered); fields the
@@ -22,12 +22,10 @@ from typing import Any, NamedTuple
 
 from ..errors import InvalidEventError
 from .changes import Change, Line, LineChange, PageView, ProductView, Purchase, Snapshot
+from .event import LineItem, Product, Record, SiteEvent
 from .identity import Identity
 
-Event = dict[str, Any]
 Missing = dict[tuple[str, str], int]
-
-_NONE: dict[str, Any] = {}  # stands in for an absent nested record; never mutated
 
 
 class Limits(NamedTuple):
@@ -67,7 +65,7 @@ def _too_long(field: str, value: str, limits: Limits) -> InvalidEventError:
     )
 
 
-Handler = Callable[[Event, str | None, Missing, Limits], Change]
+Handler = Callable[[SiteEvent, str | None, Missing, Limits], Change]
 
 
 def _tally(missing: Missing, event: str, field: str) -> None:
@@ -76,7 +74,7 @@ def _tally(missing: Missing, event: str, field: str) -> None:
 
 
 def _lines(
-    items: list[dict[str, Any]], event: str, missing: Missing, order: bool, limits: Limits
+    items: list[LineItem], event: str, missing: Missing, order: bool, limits: Limits
 ) -> list[tuple[str, Line]]:
     """Line items with a product id; the others are tallied as missing and left out.
     A cart snapshot's line with quantity 0 is not in the cart: left out, not tallied.
@@ -84,12 +82,12 @@ def _lines(
     out = []
     max_quantity, max_price, max_id, max_text, _ = limits  # once per event, not per line
     for item in items:
-        product = item["product"]
-        product_id = product.get("id")
+        product = item.product
+        product_id = product.id
         if not product_id:
             _tally(missing, event, "lineItems.product.id")
             continue
-        quantity = item.get("quantity")
+        quantity = item.quantity
         if quantity is None:
             _tally(missing, event, "lineItems.quantity")
             quantity = 1
@@ -99,23 +97,23 @@ def _lines(
             raise _bad_quantity("lineItems.quantity", quantity, limits)
         if len(product_id) > max_id:
             raise _too_long("lineItems.product.id", product_id, limits)
-        name = product.get("name")
+        name = product.name
         if name is None:
             _tally(missing, event, "lineItems.product.name")
         elif len(name) > max_text:
             _tally(missing, event, "lineItems.product.name:too-long")
             name = None
-        price = product.get("unitSalePrice")
+        price = product.unit_sale_price
         if price is None:
             _tally(missing, event, "lineItems.product.unitSalePrice")
-            price = product.get("unitPrice")
+            price = product.unit_price
             if price is not None and not (0.0 <= price <= max_price):
                 raise _bad_amount("lineItems.product.unitPrice", price, limits)
         elif not (0.0 <= price <= max_price):
             raise _bad_amount("lineItems.product.unitSalePrice", price, limits)
         subtotal = None
         if order:
-            subtotal = item.get("subtotal")
+            subtotal = item.subtotal
             if subtotal is None:
                 _tally(missing, event, "lineItems.subtotal")
             elif not (0.0 <= subtotal <= max_price):
@@ -124,42 +122,43 @@ def _lines(
     return out
 
 
-def _viewed_page(ev: Event, email: str | None, missing: Missing, limits: Limits) -> PageView:
+def _viewed_page(ev: SiteEvent, email: str | None, missing: Missing, limits: Limits) -> PageView:
     name = "Viewed Page"
     if email is None:
         _tally(missing, name, "user.email")
-    cart = ev.get("cart") or _NONE
-    cart_id = cart.get("id")
-    if not cart_id:
+    cart = ev.cart
+    cart_id = None if cart is None else cart.id
+    if cart is None or not cart_id:
         _tally(missing, name, "cart.id")
-        return PageView(ev["id"], ev["timestamp"], None, email, None)
+        return PageView(ev.id, ev.timestamp, None, email, None)
     if len(cart_id) > limits.max_id_chars:
         raise _too_long("cart.id", cart_id, limits)
-    total = cart.get("total")
+    total = cart.total
     if total is None:
         _tally(missing, name, "cart.total")
     elif not (0.0 <= total <= limits.max_price):
         raise _bad_amount("cart.total", total, limits)
-    step = cart.get("checkoutStep")
+    step = cart.checkout_step
     if step is None:
         _tally(missing, name, "cart.checkoutStep")
     elif not (0 <= step <= limits.max_checkout_step):
         _tally(missing, name, "cart.checkoutStep:out-of-range")
         step = None
-    lines = dict(_lines(cart.get("lineItems") or [], name, missing, False, limits))
-    return PageView(ev["id"], ev["timestamp"], cart_id, email, Snapshot(total, step, lines))
+    lines = dict(_lines(cart.line_items, name, missing, False, limits))
+    return PageView(ev.id, ev.timestamp, cart_id, email, Snapshot(total, step, lines))
 
 
-def _cart_id(ev: Event, limits: Limits) -> str | None:
+def _cart_id(ev: SiteEvent, limits: Limits) -> str | None:
     """The event's cart.id, if any; too long: dead-lettered."""
-    cart_id: str | None = (ev.get("cart") or _NONE).get("id")
+    cart = ev.cart
+    cart_id = None if cart is None else cart.id
     if cart_id and len(cart_id) > limits.max_id_chars:
         raise _too_long("cart.id", cart_id, limits)
     return cart_id
 
 
-def _product_id(product: dict[str, Any], limits: Limits) -> str:
-    product_id: str | None = product.get("id")
+def _product_id(product: Product | None, limits: Limits) -> str:
+    product_id = None if product is None else product.id
     if not product_id:
         raise InvalidEventError("product.id")
     if len(product_id) > limits.max_id_chars:
@@ -167,21 +166,24 @@ def _product_id(product: dict[str, Any], limits: Limits) -> str:
     return product_id
 
 
-def _viewed_product(ev: Event, email: str | None, missing: Missing, limits: Limits) -> ProductView:
-    product_id = _product_id(ev.get("product") or _NONE, limits)
-    return ProductView(ev["id"], ev["timestamp"], _cart_id(ev, limits), email, product_id)
+def _viewed_product(
+    ev: SiteEvent, email: str | None, missing: Missing, limits: Limits
+) -> ProductView:
+    product_id = _product_id(ev.product, limits)
+    return ProductView(ev.id, ev.timestamp, _cart_id(ev, limits), email, product_id)
 
 
 def _line_change(added: bool) -> Handler:
     name = "Added Product" if added else "Removed Product"
 
-    def handler(ev: Event, email: str | None, missing: Missing, limits: Limits) -> LineChange:
+    def handler(ev: SiteEvent, email: str | None, missing: Missing, limits: Limits) -> LineChange:
         cart_id = _cart_id(ev, limits)
         if not cart_id:
             raise InvalidEventError("cart.id")
-        product = ev.get("product") or _NONE
+        product = ev.product
         product_id = _product_id(product, limits)
-        quantity = ev.get("quantity")
+        assert product is not None  # _product_id raised otherwise
+        quantity = ev.quantity
         if quantity is None:
             if added:
                 _tally(missing, name, "quantity")
@@ -189,25 +191,25 @@ def _line_change(added: bool) -> Handler:
             raise _bad_quantity("quantity", quantity, limits)
         if not added:  # takes units off the line: its name and price are not used
             return LineChange(
-                ev["id"], ev["timestamp"], cart_id, email, product_id, False, quantity, None, None
+                ev.id, ev.timestamp, cart_id, email, product_id, False, quantity, None, None
             )
-        product_name = product.get("name")
+        product_name = product.name
         if product_name is None:
             _tally(missing, name, "product.name")
         elif len(product_name) > limits.max_text_chars:
             _tally(missing, name, "product.name:too-long")
             product_name = None
-        price = product.get("unitSalePrice")
+        price = product.unit_sale_price
         if price is None:
             _tally(missing, name, "product.unitSalePrice")
-            price = product.get("unitPrice")
+            price = product.unit_price
             if price is not None and not (0.0 <= price <= limits.max_price):
                 raise _bad_amount("product.unitPrice", price, limits)
         elif not (0.0 <= price <= limits.max_price):
             raise _bad_amount("product.unitSalePrice", price, limits)
         return LineChange(
-            ev["id"],
-            ev["timestamp"],
+            ev.id,
+            ev.timestamp,
             cart_id,
             email,
             product_id,
@@ -220,20 +222,17 @@ def _line_change(added: bool) -> Handler:
     return handler
 
 
-_TX_AMOUNTS = ("total", "tax", "shippingCost")
-
-
 def _completed_transaction(
-    ev: Event, email: str | None, missing: Missing, limits: Limits
+    ev: SiteEvent, email: str | None, missing: Missing, limits: Limits
 ) -> Purchase:
     name = "Completed Transaction"
-    tx = ev.get("transaction") or _NONE
-    order_id = tx.get("orderId")
-    if not order_id:
+    tx = ev.transaction
+    order_id = None if tx is None else tx.order_id
+    if tx is None or not order_id:
         raise InvalidEventError("transaction.orderId")
     if len(order_id) > limits.max_id_chars:
         raise _too_long("transaction.orderId", order_id, limits)
-    cart_id = tx.get("cartId")
+    cart_id = tx.cart_id
     if cart_id is None:
         _tally(missing, name, "transaction.cartId")
     if not cart_id:
@@ -241,29 +240,28 @@ def _completed_transaction(
     elif len(cart_id) > limits.max_id_chars:
         raise _too_long("transaction.cartId", cart_id, limits)
     max_price = limits.max_price
-    for field in _TX_AMOUNTS:
-        value = tx.get(field)
+    for field, value in (("total", tx.total), ("tax", tx.tax), ("shippingCost", tx.shipping_cost)):
         if value is None:
             _tally(missing, name, f"transaction.{field}")
         elif not (0.0 <= value <= max_price):
             raise _bad_amount(f"transaction.{field}", value, limits)
-    affiliation = tx.get("affiliation")
+    affiliation = tx.affiliation
     if affiliation is None:
         _tally(missing, name, "transaction.affiliation")
     elif len(affiliation) > limits.max_text_chars:
         _tally(missing, name, "transaction.affiliation:too-long")
         affiliation = None
     return Purchase(
-        ev["id"],
-        ev["timestamp"],
+        ev.id,
+        ev.timestamp,
         cart_id,
         email,
         order_id,
         affiliation,
-        tx.get("total"),
-        tx.get("tax"),
-        tx.get("shippingCost"),
-        _lines(tx.get("lineItems") or [], name, missing, True, limits),
+        tx.total,
+        tx.tax,
+        tx.shipping_cost,
+        _lines(tx.line_items, name, missing, True, limits),
     )
 
 
@@ -278,13 +276,21 @@ EVENT_NAMES = tuple(HANDLERS)
 
 
 def normalise(
-    event: Event, identity: Identity, missing: Missing, limits: Limits = DEFAULT_LIMITS
+    event: SiteEvent | Record,
+    identity: Identity,
+    missing: Missing,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Change | None:
-    """The event's Change, or None for an event name outside the vocabulary."""
-    handler = HANDLERS.get(event["name"])
+    """The event's Change, or None for an event name outside the vocabulary. A record in
+    fastavro's shape (a dict) is read as its `SiteEvent.of`."""
+    if type(event) is dict:
+        event = SiteEvent.of(event)
+    assert isinstance(event, SiteEvent)
+    handler = HANDLERS.get(event.name)
     if handler is None:
         return None
-    event_id = event["id"]
+    event_id = event.id
     if not 0 < len(event_id) <= limits.max_id_chars:
         raise _too_long("id", event_id, limits) if event_id else InvalidEventError("id")
-    return handler(event, identity.email(event), missing, limits)
+    user = event.user
+    return handler(event, identity.email(None if user is None else user.email), missing, limits)

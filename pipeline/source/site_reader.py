@@ -3,11 +3,12 @@
 Why: on the hot path, decoding was a quarter of the loop thread's time with cavro, a
 generic codec (docs/benchmarks.md, 2026-12-06 evening). This reader walks the two
 layouts of `schemas/site_event` (v1 and v2, found by fingerprint) with no schema
-interpreted at run time, and gives the very dicts fastavro gives for the newest
-reader schema. Compiled with mypyc (wheels), the bench's consume + decode ceiling with
-the pipeline's decoder rose 28 % over cavro's and the pipeline's rate 24-27 % (2026-12-07
-in docs/benchmarks.md); pure Python, it is slower, and the editable install's tests run
-it to check what it reads.
+interpreted at run time, and makes the events (event.py) straight from the bytes: the
+values fastavro reads for the newest reader schema, with no dict in between. Compiled
+with mypyc (wheels), the bench's consume + decode ceiling with the pipeline's decoder
+rose 28 % over cavro's and the pipeline's rate 24-27 % (2026-12-07 in
+docs/benchmarks.md); pure Python, it is slower, and the editable install's tests run it
+to check what it reads.
 
 It is only ever a fast path: a body it cannot read whole (truncated, a bad union
 branch, bad UTF-8, bytes left over) gives None, and decode.py has fastavro read it
@@ -18,7 +19,8 @@ does not know (a new `schemas/` file, a registry writer) is not given to it at a
 from __future__ import annotations
 
 import struct
-from typing import Any
+
+from .event import Cart, LineItem, Product, SiteEvent, Transaction, User
 
 # The layouts this reader walks, by the schema's single-object fingerprint (CRC-64-AVRO
 # of the Parsing Canonical Form): site_event v1 and v2. v2 adds `user.userId` and
@@ -26,16 +28,16 @@ from typing import Any
 # tests/unit/test_site_reader.py fails when `schemas/` has a version not listed here.
 V1 = bytes.fromhex("6f6a2f67caea9d50")
 V2 = bytes.fromhex("46097ff088cf05af")
-_READER = V2  # the dicts are those of this reader schema
+_READER = V2  # the events are those of this reader schema
 
 _DOUBLE = struct.Struct("<d").unpack_from
 
 
 class BodyReader:
-    """A fast reader of one writer schema's bodies: the record, or None when it cannot
+    """A fast reader of one writer schema's bodies: the event, or None when it cannot
     read the body whole (the caller's fallback then reads it and says why)."""
 
-    def read(self, value: bytes, start: int) -> dict[str, Any] | None:
+    def read(self, value: bytes, start: int) -> SiteEvent | None:
         raise NotImplementedError
 
 
@@ -50,7 +52,7 @@ class SiteEventReader(BodyReader):
         self._buf = b""
         self._pos = 0
 
-    def read(self, value: bytes, start: int) -> dict[str, Any] | None:
+    def read(self, value: bytes, start: int) -> SiteEvent | None:
         self._buf = value
         self._pos = start
         try:
@@ -112,77 +114,53 @@ class SiteEventReader(BodyReader):
         self._pos = pos + 8
         return value
 
-    def _product(self) -> dict[str, Any]:
-        return {
-            "id": self._opt_string(),
-            "name": self._opt_string(),
-            "unitSalePrice": self._opt_double(),
-            "unitPrice": self._opt_double(),
-        }
+    def _product(self) -> Product:
+        return Product(
+            self._opt_string(), self._opt_string(), self._opt_double(), self._opt_double()
+        )
 
-    def _line_items(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def _line_items(self) -> list[LineItem]:
+        items: list[LineItem] = []
         count = self._long()
         while count != 0:
             if count < 0:  # a block with its byte size: the size is not needed
                 count = -count
                 self._long()
             for _ in range(count):
-                items.append(
-                    {
-                        "product": self._product(),
-                        "quantity": self._opt_long(),
-                        "subtotal": self._opt_double(),
-                    }
-                )
+                items.append(LineItem(self._product(), self._opt_long(), self._opt_double()))
             count = self._long()
         return items
 
-    def _event(self) -> dict[str, Any]:
+    def _event(self) -> SiteEvent:
         v2 = self._v2
         event_id = self._string()
         name = self._string()
         timestamp = self._long()
-        user: dict[str, Any] | None = None
+        user: User | None = None
         if self._present():
             email = self._opt_string()
-            user = {"email": email, "userId": self._opt_string() if v2 else None}
-        cart: dict[str, Any] | None = None
+            user = User(email, self._opt_string() if v2 else None)
+        cart: Cart | None = None
         if self._present():
             cart_id = self._opt_string()
             total = self._opt_double()
             currency = self._opt_string() if v2 else None
             step = self._opt_long()
-            cart = {
-                "id": cart_id,
-                "total": total,
-                "currency": currency,
-                "checkoutStep": step,
-                "lineItems": self._line_items(),
-            }
+            cart = Cart(cart_id, total, currency, step, self._line_items())
         product = self._product() if self._present() else None
         quantity = self._opt_long()
-        transaction: dict[str, Any] | None = None
+        transaction: Transaction | None = None
         if self._present():
-            transaction = {
-                "orderId": self._opt_string(),
-                "cartId": self._opt_string(),
-                "total": self._opt_double(),
-                "tax": self._opt_double(),
-                "shippingCost": self._opt_double(),
-                "affiliation": self._opt_string(),
-                "lineItems": self._line_items(),
-            }
-        return {
-            "id": event_id,
-            "name": name,
-            "timestamp": timestamp,
-            "user": user,
-            "cart": cart,
-            "product": product,
-            "quantity": quantity,
-            "transaction": transaction,
-        }
+            transaction = Transaction(
+                self._opt_string(),
+                self._opt_string(),
+                self._opt_double(),
+                self._opt_double(),
+                self._opt_double(),
+                self._opt_string(),
+                self._line_items(),
+            )
+        return SiteEvent(event_id, name, timestamp, user, cart, product, quantity, transaction)
 
 
 def site_event_reader(writer: bytes, reader: bytes) -> SiteEventReader | None:

@@ -55,7 +55,7 @@ def trigger_records(harness: Harness, expected: int) -> list[dict[str, Any]]:
     """The trigger topic's records, decoded."""
     from pipeline.source.decode import SingleObjectDecoder
 
-    decode = SingleObjectDecoder(load_family("trigger"))
+    decode = SingleObjectDecoder(load_family("trigger")).record
     found = harness.read(f"{harness.topic}.triggers", expected, timeout_s=10)
     return [decode(m.value()) for m in found]
 

@@ -1,11 +1,11 @@
-"""decode + schemas: Avro single-object records -> site event dicts, and fingerprints."""
+"""decode + schemas: Avro single-object records -> site events, and fingerprints."""
 
 from __future__ import annotations
 
 import copy
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ from fastavro.schema import to_parsing_canonical_form
 from pipeline.errors import DecodeError, PipelineError
 from pipeline.source import decode as decode_module
 from pipeline.source.decode import SingleObjectDecoder, make_decoder
+from pipeline.source.event import SiteEvent
 from pipeline.source.schemas import (
     SINGLE_OBJECT_MAGIC,
     SchemaFamily,
@@ -135,7 +136,7 @@ def test_round_trip_newest(family: SchemaFamily, decode: SingleObjectDecoder) ->
     value = family.encode_single_object(FULL_V2)
     assert value[:2] == b"\xc3\x01"
     assert value[2:10] == family.newest.fingerprint
-    assert decode(value) == FULL_V2
+    assert decode(value).record() == FULL_V2
 
 
 def test_version_1_resolves_to_the_newest_reader(
@@ -147,14 +148,35 @@ def test_version_1_resolves_to_the_newest_reader(
     expected = copy.deepcopy(FULL_V2)
     expected["user"]["userId"] = None  # fields new in v2 take their defaults
     expected["cart"]["currency"] = None
-    assert decode(value) == expected
+    assert decode(value).record() == expected
 
 
 @pytest.mark.parametrize("version", [1, 2, None])
 def test_minimal_event(family: SchemaFamily, decode: SingleObjectDecoder, version: Any) -> None:
     decoded = decode(family.encode_single_object(MINIMAL, version=version))
-    assert decoded == MINIMAL_DECODED
-    assert type(decoded["timestamp"]) is int  # logical type stripped: plain epoch ms
+    assert decoded.record() == MINIMAL_DECODED
+    assert decoded.record() == decode.record(family.encode_single_object(MINIMAL, version=version))
+    assert type(decoded.timestamp) is int  # logical type stripped: plain epoch ms
+
+
+def test_site_event_of_a_record_and_back() -> None:
+    """`SiteEvent.of` reads fastavro's dicts (and partial ones, with the schema's defaults);
+    `record()` gives fastavro's dict back, field for field."""
+    assert SiteEvent.of(FULL_V2).record() == FULL_V2
+    assert SiteEvent.of(MINIMAL).record() == MINIMAL_DECODED
+    partial = {**MINIMAL, "cart": {"id": "c-1"}, "transaction": {"lineItems": [{"quantity": 1}]}}
+    got = SiteEvent.of(partial).record()
+    assert got["cart"] == {
+        "id": "c-1",
+        "total": None,
+        "currency": None,
+        "checkoutStep": None,
+        "lineItems": [],
+    }
+    empty_product = {"id": None, "name": None, "unitSalePrice": None, "unitPrice": None}
+    assert got["transaction"]["lineItems"] == [
+        {"product": empty_product, "quantity": 1, "subtotal": None}
+    ]
 
 
 def test_minimal_event_bytes(family: SchemaFamily) -> None:
@@ -165,7 +187,7 @@ def test_minimal_event_bytes(family: SchemaFamily) -> None:
 def test_make_decoder_without_registry_is_single_object(family: SchemaFamily) -> None:
     decoder = make_decoder(family, None)
     assert isinstance(decoder, SingleObjectDecoder)
-    assert decoder(family.encode_single_object(MINIMAL)) == MINIMAL_DECODED
+    assert decoder(family.encode_single_object(MINIMAL)).record() == MINIMAL_DECODED
 
 
 # ----------------------------------------------------------------------------------------
@@ -289,7 +311,7 @@ def test_strip_logical_types() -> None:
     assert raw["fields"][0]["type"]["logicalType"] == "x"
 
 
-def test_the_fast_readers_and_fastavro_read_the_same_dicts_from_shop_traffic(
+def test_the_fast_readers_and_fastavro_read_the_same_events_from_shop_traffic(
     family: SchemaFamily, decode: SingleObjectDecoder
 ) -> None:
     import itertools
@@ -298,13 +320,14 @@ def test_the_fast_readers_and_fastavro_read_the_same_dicts_from_shop_traffic(
 
     traffic = ShopTraffic(seed=5, visitors=200, invalid_rate=0.05)
     values = [v for _, v in itertools.islice(encoded(traffic, Encoder(family)), 3000)]
-    fastavro_only = SingleObjectDecoder(family, fastavro_only=True)
+    fastavro_only = SingleObjectDecoder(family).record
 
-    def outcome(decode: SingleObjectDecoder, value: bytes) -> Any:
+    def outcome(decode: Callable[[bytes], Any], value: bytes) -> Any:
         try:
-            return decode(value)
+            decoded = decode(value)
         except DecodeError as exc:
             return (exc.reason, exc.detail)
+        return decoded if type(decoded) is dict else decoded.record()
 
     outcomes = [(outcome(decode, v), outcome(fastavro_only, v)) for v in values]
     assert all(a == b for a, b in outcomes)
