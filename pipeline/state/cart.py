@@ -4,8 +4,13 @@ Owns the `Cart` object and its changelog value (`Cart.dump` / `Cart.load`): 8 by
 big-endian activity time; if Journey was told the cart's email, the byte 0xFF, its
 length in two bytes and the email in UTF-8; then JSON. The email rides in the cart's
 own record (one record, one dict entry per cart): a record without it, as written
-before, reads as a cart with no email. `Sent` is a line as Journey holds it; `cart_ms`
-and `cart_email` read a cart kept as an object or as compact bytes without parsing it.
+before, reads as a cart with no email. `cart_ms` and `cart_email` read a cart kept as an
+object or as compact bytes without parsing it.
+What Journey holds of the lines (`sent_lines`) shares the `Line` objects of `lines`: a
+line Journey holds is never changed in place (`add` and `remove` replace it, and copy the
+dict while the two are one), so a net change compares by identity first and only lines
+that changed are compared field by field; after a send the two dicts are one again, and
+the JSON of lines Journey holds is encoded once, not once per window the cart is touched.
 """
 
 from __future__ import annotations
@@ -17,12 +22,17 @@ import orjson
 from ..source.changes import Line
 from .compose import money
 
-Sent = tuple[int, float | None, str | None]  # a line as Journey holds it: quantity, price, name
 _EMAIL = 0xFF  # byte 8 of a record that carries the email (no JSON text starts with it)
 
 
-def _sent(line: Line) -> Sent:
-    return (line.quantity, line.price, line.name)
+def same(held: Line | None, line: Line) -> bool:
+    """Journey holds `line` as it is (`held`: the line as it was sent, if it was)."""
+    return held is line or (
+        held is not None
+        and held.quantity == line.quantity
+        and held.price == line.price
+        and held.name == line.name
+    )
 
 
 class Cart:
@@ -33,6 +43,7 @@ class Cart:
         "created",
         "email",
         "lines",
+        "lines_json",
         "sent_lines",
         "sent_step",
         "sent_total",
@@ -51,7 +62,9 @@ class Cart:
         self.version = 0
         self.created = False
         self.email: str | None = None  # the email Journey was told (by a Track) for it
-        self.sent_lines: dict[str, Sent] = {}  # what Journey holds of each line
+        # what Journey holds of each line: the very dict `lines` after a send (see module)
+        self.sent_lines: dict[str, Line] = {}
+        self.lines_json: orjson.Fragment | None = None  # of `sent_lines`, once encoded
         self.sent_total: float | None = None
         self.sent_step: int | None = None
         self.abandoned_at = 0  # the activity time an AbandonedCart trigger fired for
@@ -62,10 +75,20 @@ class Cart:
     def dump(self) -> bytes:
         """The cart as its changelog value (see the module), also the form an idle cart
         is kept in (a third of the memory of the objects)."""
-        lines = [[pid, line.name, line.price, line.quantity] for pid, line in self.lines.items()]
+        lines: Any
+        if self.lines is self.sent_lines:
+            lines = self.lines_json
+            if lines is None:
+                lines = self.lines_json = orjson.Fragment(orjson.dumps(_listed(self.lines)))
+        else:
+            lines = _listed(self.lines)
         sent: Any = 0  # Journey holds the cart as it is: the usual case, said in a byte
         if not self.synced and not self._in_sync():
-            sent = [self.sent_total, self.sent_step, list(self.sent_lines.items())]
+            sent = [
+                self.sent_total,
+                self.sent_step,
+                [[pid, [ln.quantity, ln.price, ln.name]] for pid, ln in self.sent_lines.items()],
+            ]
         head = self.ts.to_bytes(8, "big")
         if self.email is not None:
             email = self.email.encode()
@@ -76,11 +99,13 @@ class Cart:
 
     def _in_sync(self) -> bool:
         sent = self.sent_lines
+        if sent is self.lines:
+            return self.sent_total == money(self.total) and self.sent_step == self.step
         return (
             self.sent_total == money(self.total)
             and self.sent_step == self.step
             and len(sent) == len(self.lines)
-            and all(sent.get(pid) == _sent(line) for pid, line in self.lines.items())
+            and all(same(sent.get(pid), line) for pid, line in self.lines.items())
         )
 
     @classmethod
@@ -98,13 +123,15 @@ class Cart:
         if sent == 0:
             cart.synced = True
             cart.sent_total, cart.sent_step = money(total), step
-            cart.sent_lines = {pid: _sent(line) for pid, line in cart.lines.items()}
+            cart.sent_lines = cart.lines
         else:
             cart.sent_total, cart.sent_step = sent[0], sent[1]
             # records from before prices were tracked hold a bare quantity: unknown
             # price and name, so the line is sent again on its next change
             cart.sent_lines = {
-                pid: (held, None, None) if type(held) is int else tuple(held)
+                pid: Line(None, None, held)
+                if type(held) is int
+                else Line(held[2], held[1], held[0])  # [quantity, price, name]
                 for pid, held in sent[2]
             }
         return cart
@@ -119,6 +146,7 @@ class Cart:
         self.step = None
         self.created = False
         self.sent_lines = {}
+        self.lines_json = None
         self.sent_total = None
         self.sent_step = None
 
@@ -134,17 +162,41 @@ class Cart:
         )
         self.step = step
 
+    def sent(self, total: float) -> None:
+        """Journey now holds the cart as it is."""
+        self.created = True
+        if self.sent_lines is not self.lines:
+            self.sent_lines = self.lines
+            self.lines_json = None
+        self.sent_total = total
+        self.sent_step = self.step
+        self.synced = True
+
+    def _own(self) -> dict[str, Line]:
+        """`lines`, no longer the dict Journey's lines are (copied if it was)."""
+        lines = self.lines
+        if lines is self.sent_lines:
+            lines = self.lines = dict(lines)
+        return lines
+
     def add(self, product_id: str, quantity: int, name: str | None, price: float | None) -> None:
         if quantity <= 0:
             return
         self.synced = False
-        line = self.lines.get(product_id)
+        lines = self._own()
+        line = lines.get(product_id)
         if line is None:
-            line = self.lines[product_id] = Line(name, price, 0)
+            line = lines[product_id] = Line(name, price, quantity)
+        elif line is self.sent_lines.get(product_id):  # Journey holds it: a new line
+            line = lines[product_id] = Line(
+                line.name if name is None else name,
+                line.price if price is None else price,
+                line.quantity + quantity,
+            )
         else:
-            line.name = name if name is not None else line.name
-            line.price = price if price is not None else line.price
-        line.quantity += quantity
+            line.name = line.name if name is None else name
+            line.price = line.price if price is None else price
+            line.quantity += quantity
         if line.price is not None:
             self.total += line.price * quantity
 
@@ -153,12 +205,20 @@ class Cart:
         if line is None:
             return
         self.synced = False
+        lines = self._own()
         taken = line.quantity if quantity is None else min(max(quantity, 0), line.quantity)
-        line.quantity -= taken
-        if line.quantity == 0:
-            del self.lines[product_id]
+        if taken == line.quantity:
+            del lines[product_id]
+        elif line is self.sent_lines.get(product_id):  # Journey holds it: a new line
+            lines[product_id] = Line(line.name, line.price, line.quantity - taken)
+        else:
+            line.quantity -= taken
         if line.price is not None:
             self.total -= line.price * taken
+
+
+def _listed(lines: dict[str, Line]) -> list[list[Any]]:
+    return [[pid, line.name, line.price, line.quantity] for pid, line in lines.items()]
 
 
 def cart_ms(cart: Cart | bytes) -> int:

@@ -17,8 +17,9 @@ from typing import Any
 
 from ..errors import InvalidEventError
 from ..journey.commands import Command
+from ..source.changes import Line
 from ..source.identity import email_hash
-from .cart import Cart, _sent, cart_email, cart_ms
+from .cart import Cart, cart_email, cart_ms, same
 from .compose import command, digest, money, put
 from .records import Record, key
 
@@ -46,10 +47,22 @@ def net_change(cart_id: str, cart: Cart, out: list[Command]) -> None:
     if cart.synced and cart.created:
         return  # nothing changed since Journey got it (a replayed page view, say)
     total = money(cart.total)
-    sent = cart.sent_lines
-    changed = [(pid, line) for pid, line in cart.lines.items() if sent.get(pid) != _sent(line)]
-    removed = [pid for pid in sent if pid not in cart.lines]
-    if not cart.created and not cart.lines:
+    sent, lines = cart.sent_lines, cart.lines
+    changed: list[tuple[str, Line]] = []
+    removed: list[str] = []
+    if lines is not sent:  # else no line changed: only the total or the step can have
+        kept = 0  # lines Journey holds under the same product id
+        for pid, line in lines.items():
+            held = sent.get(pid)
+            if held is not None:
+                kept += 1
+                if held is line:
+                    continue
+            if not same(held, line):
+                changed.append((pid, line))
+        if kept < len(sent):  # some line Journey holds left the cart
+            removed = [pid for pid in sent if pid not in lines]
+    if not cart.created and not lines:
         return  # an empty cart Journey does not know is no news
     if (
         cart.created
@@ -58,7 +71,8 @@ def net_change(cart_id: str, cart: Cart, out: list[Command]) -> None:
         and total == cart.sent_total
         and cart.step == cart.sent_step
     ):
-        cart.synced = True
+        cart.lines = sent  # the same lines again (a page view, say): one dict again
+        cart.sent(total)
         return
     calls: list[tuple[str, dict[str, Any]]] = [
         (
@@ -79,11 +93,7 @@ def net_change(cart_id: str, cart: Cart, out: list[Command]) -> None:
     prefix = f"{cart_id}@{cart.version}.{digest((ts, email, calls))}/"
     for n, (call, args) in enumerate(calls):
         out.append(command(prefix + str(n), ts, cart_id, email, call, args))
-    cart.created = True
-    cart.sent_lines = {pid: _sent(line) for pid, line in cart.lines.items()}
-    cart.sent_total = total
-    cart.sent_step = cart.step
-    cart.synced = True
+    cart.sent(total)
 
 
 class Carts:

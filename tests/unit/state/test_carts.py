@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.errors import InvalidEventError
 from pipeline.journey.commands import Command
+from pipeline.source.changes import Line
 from pipeline.source.identity import email_hash
 from pipeline.state.carts import MAX_CART_LINES, Cart, Carts, cart_email, cart_ms, net_change
 from pipeline.state.records import Record
@@ -60,6 +61,49 @@ def test_a_cart_in_sync_with_journey_is_written_short() -> None:
     assert Cart.load(cart.dump()).dump() == cart.dump()
     net_change("c-1", cart, out)  # nothing new: no news
     assert len(out) == 3
+
+
+def test_lines_journey_holds_are_never_changed_in_place() -> None:
+    """After a send the cart's lines and what Journey holds are one dict; a later change
+    replaces the line it touches, so the net change and the cached record JSON see it."""
+    cart = Cart()
+    cart.add("sku-1", 1, "Kettle", 10.0)
+    cart.add("sku-2", 3, "Mug", 2.0)
+    out: list[Command] = []
+    net_change("c-1", cart, out)
+    held = cart.dump()  # encodes the lines once, for as long as Journey holds them
+    cart.add("sku-1", 1, None, None)
+    cart.remove("sku-2", 1)
+    assert cart.sent_lines["sku-1"].quantity == 1  # what Journey holds is untouched
+    assert cart.sent_lines["sku-2"].quantity == 3
+    assert orjson.loads(cart.dump()[8:])[4] == [
+        ["sku-1", "Kettle", 10.0, 2],
+        ["sku-2", "Mug", 2.0, 2],
+    ]
+    assert orjson.loads(held[8:])[4] == [["sku-1", "Kettle", 10.0, 1], ["sku-2", "Mug", 2.0, 3]]
+    del out[:]
+    net_change("c-1", cart, out)
+    assert [(c["call"], c["args"].get("quantity")) for c in out] == [
+        ("ECommerce.UpdateCart", None),
+        ("ECommerce.AddCartItem", 2),
+        ("ECommerce.AddCartItem", 2),
+        ("ECommerce.SubmitCart", None),
+    ]
+    assert Cart.load(cart.dump()).dump() == cart.dump()
+    # a page view showing the same lines again is no news, and a line leaving is
+    lines = {pid: Line(ln.name, ln.price, ln.quantity) for pid, ln in cart.lines.items()}
+    cart.replace(None, None, lines)
+    del out[:]
+    net_change("c-1", cart, out)
+    assert out == []
+    cart.replace(None, None, {"sku-2": Line("Mug", 2.0, 2)})
+    net_change("c-1", cart, out)
+    assert [(c["call"], c["args"].get("idProduct")) for c in out] == [
+        ("ECommerce.UpdateCart", None),
+        ("ECommerce.RemoveCartItem", "sku-1"),
+        ("ECommerce.SubmitCart", None),
+    ]
+    assert orjson.loads(cart.dump()[8:])[4:6] == [[["sku-2", "Mug", 2.0, 2]], 0]
 
 
 def test_compaction_keeps_idle_carts_as_bytes_and_they_come_back() -> None:

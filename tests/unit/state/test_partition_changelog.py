@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.source.changes import PageView
+from pipeline.source.changes import Line, PageView
 from pipeline.source.identity import Identity
 from pipeline.source.normalise import normalise
 from pipeline.state.carts import cart_email, cart_ms
@@ -191,7 +191,7 @@ def test_a_cart_record_from_before_prices_were_tracked_resends_its_lines() -> No
     lines = [["p1", "Kettle", 2490.0, 2], ["p2", "Mug", 390.0, 1]]
     sent = [4980.0, 1, [["p1", 2]]]  # p2 and the new total not sent yet
     value = T0.to_bytes(8, "big") + orjson.dumps([1, True, 5370.0, 1, lines, sent, 0])
-    assert Cart.load(value).sent_lines == {"p1": (2, None, None)}
+    assert Cart.load(value).sent_lines == {"p1": Line(None, None, 2)}
     state = PartitionState()
     state.load(b"cc-1", value)
     event = {
