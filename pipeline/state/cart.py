@@ -44,6 +44,7 @@ class Cart:
         "email",
         "lines",
         "lines_json",
+        "record",
         "sent_lines",
         "sent_step",
         "sent_total",
@@ -71,6 +72,9 @@ class Cart:
         # Journey holds the cart as it is, known without comparing its lines: set when a
         # net change was sent (or a record said so), cleared by every change to it
         self.synced = False
+        # its changelog value as last written (or read): what a compaction pass keeps,
+        # not encoded again; None once a net change was sent since (see Carts.compact)
+        self.record: bytes | None = None
 
     def dump(self) -> bytes:
         """The cart as its changelog value (see the module), also the form an idle cart
@@ -164,6 +168,7 @@ class Cart:
 
     def sent(self, total: float) -> None:
         """Journey now holds the cart as it is."""
+        self.record = None  # a cart still dirty when its record was written changed since
         self.created = True
         if self.sent_lines is not self.lines:
             self.sent_lines = self.lines

@@ -131,11 +131,13 @@ class Carts:
 
     def held(self, cart_id: str) -> Cart | None:
         """The cart as an object (parsed from its compact form if need be), or None."""
-        cart = self.carts.get(cart_id)
-        if type(cart) is bytes:
-            cart = self.carts[cart_id] = Cart.load(cart)
-            self._recent.add(cart_id)  # an object now: compacted again by a later pass
-        return cart  # type: ignore[return-value]
+        held = self.carts.get(cart_id)
+        if type(held) is not bytes:
+            return held  # type: ignore[return-value]
+        cart = self.carts[cart_id] = Cart.load(held)
+        cart.record = held  # unless it changes, a later pass keeps these bytes again
+        self._recent.add(cart_id)
+        return cart
 
     def email(self, cart_id: str | None) -> str | None:
         """The email Journey was told for the cart (None for no cart, or none told)."""
@@ -201,7 +203,11 @@ class Carts:
         quiet = not self.touched and bool(self._recent or self._previous)
         for cart_id in self.touched:
             cart = carts.get(cart_id)
-            records.append((key(PREFIX, cart_id), cart.dump() if isinstance(cart, Cart) else cart))
+            if isinstance(cart, Cart):
+                cart.record = value = cart.dump()
+                records.append((key(PREFIX, cart_id), value))
+            else:
+                records.append((key(PREFIX, cart_id), cart))
         self._recent |= self.touched
         self.touched.clear()
         self._calls += 1
@@ -213,12 +219,15 @@ class Carts:
         """Keep carts idle since the last pass in their compact form (a third of the
         memory); carts in use stay objects, so a busy cart is not re-parsed per window.
         A pass looks only at the carts used in the interval before the last one (the
-        only other objects): its cost follows the traffic, not the carts held."""
+        only other objects): its cost follows the traffic, not the carts held. A cart not
+        used since holds the record last written for it (every change to a cart marks
+        it touched, so its record is written again first), kept, not encoded again."""
         recent, dirty, carts = self._recent, self.dirty, self.carts
         for cart_id in self._previous:
             cart = carts.get(cart_id)
             if isinstance(cart, Cart) and cart_id not in recent and cart_id not in dirty:
-                carts[cart_id] = cart.dump()
+                record = cart.record
+                carts[cart_id] = record if record is not None else cart.dump()
         self._previous, self._recent = recent, set()
 
     def load(self, name: str, value: bytes | None) -> int:

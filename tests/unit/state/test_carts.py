@@ -120,6 +120,21 @@ def test_compaction_keeps_idle_carts_as_bytes_and_they_come_back() -> None:
     assert isinstance(held, Cart) and held.lines["sku-1"].quantity == 1
 
 
+def test_compaction_keeps_the_record_last_written_unless_the_cart_changed_since() -> None:
+    carts = Carts(DAY)
+    carts.open("c-1", 1000).add("sku-1", 1, "Kettle", 10.0)
+    carts.open("c-2", 1000).add("sku-2", 1, "Mug", 2.0)
+    carts.dirty.pop("c-1")  # c-1 flushed; c-2 still dirty when the records are written
+    written = dict(carts.changes())
+    net_change("c-2", carts.dirty.pop("c-2"), [])  # c-2 changes after its record was written
+    carts.compact()
+    carts.compact()
+    assert carts.carts["c-1"] is written[b"cc-1"]  # kept, not encoded again
+    kept = carts.carts["c-2"]
+    assert isinstance(kept, bytes) and kept != written[b"cc-2"]
+    assert Cart.load(kept).created and Cart.load(kept).version == 1  # the change is kept
+
+
 def test_expire_tombstones_a_cart_and_its_email_with_it() -> None:
     carts = Carts(DAY)
     carts.open("c-1", 0)
