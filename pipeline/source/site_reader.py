@@ -32,6 +32,11 @@ V2 = bytes.fromhex("46097ff088cf05af")
 _READER = V2  # the events are those of this reader schema
 
 _DOUBLE = struct.Struct("<d").unpack_from
+# strings that repeat across events (event names, product ids and names, currencies)
+# are decoded once and then handed out as the same str: no decode or new object per
+# line, and the hash a dict lookup of it needs is computed once. Bounded: emptied when
+# full (a shop's catalogue fits; a flood of distinct ids only costs the decode again).
+WORDS_MAX = 16_384
 
 
 class BodyReader(ABC):
@@ -47,12 +52,13 @@ class SiteEventReader(BodyReader):
     """Reads one SiteEvent layout. Not thread-safe: the cursor lives on the instance,
     so that a record costs no cursor object (each decoder owns its readers)."""
 
-    __slots__ = ("_buf", "_pos", "_v2")
+    __slots__ = ("_buf", "_pos", "_v2", "_words")
 
     def __init__(self, v2: bool) -> None:
         self._v2 = v2
         self._buf = b""
         self._pos = 0
+        self._words: dict[bytes, str] = {}  # see WORDS_MAX
 
     def read(self, value: bytes, start: int) -> SiteEvent | None:
         self._buf = value
@@ -93,6 +99,26 @@ class SiteEventReader(BodyReader):
         self._pos = end
         return self._buf[pos:end].decode()
 
+    def _word(self) -> str:
+        """A string that repeats across events (see WORDS_MAX)."""
+        size = self._long()
+        pos = self._pos
+        end = pos + size
+        if size < 0 or end > len(self._buf):
+            raise ValueError("string past the end")
+        self._pos = end
+        raw = self._buf[pos:end]
+        words = self._words
+        word = words.get(raw)
+        if word is None:
+            if len(words) >= WORDS_MAX:
+                words.clear()
+            word = words[raw] = raw.decode()
+        return word
+
+    def _opt_word(self) -> str | None:
+        return self._word() if self._present() else None
+
     def _present(self) -> bool:
         """The branch of a ["null", T] union: False for null, True for T."""
         branch = self._long()
@@ -117,9 +143,7 @@ class SiteEventReader(BodyReader):
         return value
 
     def _product(self) -> Product:
-        return Product(
-            self._opt_string(), self._opt_string(), self._opt_double(), self._opt_double()
-        )
+        return Product(self._opt_word(), self._opt_word(), self._opt_double(), self._opt_double())
 
     def _line_items(self) -> list[LineItem]:
         items: list[LineItem] = []
@@ -136,7 +160,7 @@ class SiteEventReader(BodyReader):
     def _event(self) -> SiteEvent:
         v2 = self._v2
         event_id = self._string()
-        name = self._string()
+        name = self._word()
         timestamp = self._long()
         user: User | None = None
         if self._present():
@@ -146,7 +170,7 @@ class SiteEventReader(BodyReader):
         if self._present():
             cart_id = self._opt_string()
             total = self._opt_double()
-            currency = self._opt_string() if v2 else None
+            currency = self._opt_word() if v2 else None
             step = self._opt_long()
             cart = Cart(cart_id, total, currency, step, self._line_items())
         product = self._product() if self._present() else None
@@ -159,7 +183,7 @@ class SiteEventReader(BodyReader):
                 self._opt_double(),
                 self._opt_double(),
                 self._opt_double(),
-                self._opt_string(),
+                self._opt_word(),  # affiliation
                 self._line_items(),
             )
         return SiteEvent(event_id, name, timestamp, user, cart, product, quantity, transaction)

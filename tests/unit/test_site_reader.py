@@ -22,7 +22,7 @@ from pipeline.errors import DecodeError
 from pipeline.source.decode import SingleObjectDecoder
 from pipeline.source.event import SiteEvent
 from pipeline.source.schemas import SchemaFamily, load_family
-from pipeline.source.site_reader import V1, V2, SiteEventReader, site_event_reader
+from pipeline.source.site_reader import V1, V2, WORDS_MAX, SiteEventReader, site_event_reader
 from pipeline.tools.traffic import Encoder, ShopTraffic, encoded
 
 from .test_decode import FULL_V2, LINE, MINIMAL, MINIMAL_DECODED, v1_record
@@ -98,6 +98,29 @@ def test_values_at_the_edges(family: SchemaFamily) -> None:
     record["timestamp"] = 2**63 - 1
     value = family.encode_single_object(record)
     assert _record(_reader(value).read(value, 10)) == record
+
+
+def test_repeated_strings_are_one_object_and_their_table_is_bounded(
+    family: SchemaFamily,
+) -> None:
+    record = copy.deepcopy(FULL_V2)
+    value = family.encode_single_object(record)
+    reader = _reader(value)
+    first, second = reader.read(value, 10), reader.read(value, 10)
+    assert first is not None and second is not None
+    assert first.record() == second.record() == _fastavro(family, value)
+    assert first.cart is not None and second.cart is not None
+    one, two = first.cart.line_items[0].product, second.cart.line_items[0].product
+    assert one.id == "sku-7" and one.id is two.id and one.name is two.name
+    assert first.name is second.name
+    assert first.id is not second.id  # event ids never repeat: decoded each time
+    for n in range(WORDS_MAX + 10):  # a flood of distinct product ids
+        record["cart"]["lineItems"] = [{**LINE, "product": {**LINE["product"], "id": f"p{n}"}}]
+        value = family.encode_single_object(record)
+        got = reader.read(value, 10)
+        assert got is not None and got.cart is not None
+        assert got.cart.line_items[0].product.id == f"p{n}"
+        assert len(reader._words) <= WORDS_MAX
 
 
 def test_array_blocks_with_byte_sizes(family: SchemaFamily) -> None:
