@@ -9,8 +9,9 @@ object or as compact bytes without parsing it.
 What Journey holds of the lines (`sent_lines`) shares the `Line` objects of `lines`: a
 line Journey holds is never changed in place (`add` and `remove` replace it, and copy the
 dict while the two are one), so a net change compares by identity first and only lines
-that changed are compared field by field; after a send the two dicts are one again, and
-the JSON of lines Journey holds is encoded once, not once per window the cart is touched.
+that changed are compared field by field; after a send the two dicts are one again. (The
+JSON of the lines Journey holds was also kept, encoded once: it cost 47 MiB of RSS at
+1,000,000 carts caught up, docs/benchmarks.md, 2026-12-07 (day).)
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ class Cart:
         "created",
         "email",
         "lines",
-        "lines_json",
         "record",
         "sent_lines",
         "sent_step",
@@ -65,7 +65,6 @@ class Cart:
         self.email: str | None = None  # the email Journey was told (by a Track) for it
         # what Journey holds of each line: the very dict `lines` after a send (see module)
         self.sent_lines: dict[str, Line] = {}
-        self.lines_json: orjson.Fragment | None = None  # of `sent_lines`, once encoded
         self.sent_total: float | None = None
         self.sent_step: int | None = None
         self.abandoned_at = 0  # the activity time an AbandonedCart trigger fired for
@@ -79,13 +78,7 @@ class Cart:
     def dump(self) -> bytes:
         """The cart as its changelog value (see the module), also the form an idle cart
         is kept in (a third of the memory of the objects)."""
-        lines: Any
-        if self.lines is self.sent_lines:
-            lines = self.lines_json
-            if lines is None:
-                lines = self.lines_json = orjson.Fragment(orjson.dumps(_listed(self.lines)))
-        else:
-            lines = _listed(self.lines)
+        lines = _listed(self.lines)
         sent: Any = 0  # Journey holds the cart as it is: the usual case, said in a byte
         if not self.synced and not self._in_sync():
             sent = [
@@ -150,7 +143,6 @@ class Cart:
         self.step = None
         self.created = False
         self.sent_lines = {}
-        self.lines_json = None
         self.sent_total = None
         self.sent_step = None
 
@@ -170,9 +162,7 @@ class Cart:
         """Journey now holds the cart as it is."""
         self.record = None  # a cart still dirty when its record was written changed since
         self.created = True
-        if self.sent_lines is not self.lines:
-            self.sent_lines = self.lines
-            self.lines_json = None
+        self.sent_lines = self.lines
         self.sent_total = total
         self.sent_step = self.step
         self.synced = True

@@ -65,13 +65,13 @@ def test_a_cart_in_sync_with_journey_is_written_short() -> None:
 
 def test_lines_journey_holds_are_never_changed_in_place() -> None:
     """After a send the cart's lines and what Journey holds are one dict; a later change
-    replaces the line it touches, so the net change and the cached record JSON see it."""
+    replaces the line it touches, so the net change and the cart record see it."""
     cart = Cart()
     cart.add("sku-1", 1, "Kettle", 10.0)
     cart.add("sku-2", 3, "Mug", 2.0)
     out: list[Command] = []
     net_change("c-1", cart, out)
-    held = cart.dump()  # encodes the lines once, for as long as Journey holds them
+    held = cart.dump()  # the record while Journey holds the lines as they are
     cart.add("sku-1", 1, None, None)
     cart.remove("sku-2", 1)
     assert cart.sent_lines["sku-1"].quantity == 1  # what Journey holds is untouched
