@@ -221,11 +221,16 @@ class Carts:
         A pass looks only at the carts used in the interval before the last one (the
         only other objects): its cost follows the traffic, not the carts held. A cart not
         used since holds the record last written for it (every change to a cart marks
-        it touched, so its record is written again first), kept, not encoded again."""
-        recent, dirty, carts = self._recent, self.dirty, self.carts
+        it touched, and a touched cart waits for its record), kept, not encoded again."""
+        recent, dirty, touched, carts = self._recent, self.dirty, self.touched, self.carts
         for cart_id in self._previous:
             cart = carts.get(cart_id)
-            if isinstance(cart, Cart) and cart_id not in recent and cart_id not in dirty:
+            if (
+                isinstance(cart, Cart)
+                and cart_id not in recent
+                and cart_id not in dirty
+                and cart_id not in touched
+            ):
                 record = cart.record
                 carts[cart_id] = record if record is not None else cart.dump()
         self._previous, self._recent = recent, set()

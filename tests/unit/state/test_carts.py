@@ -133,6 +133,19 @@ def test_compaction_keeps_the_record_last_written_unless_the_cart_changed_since(
     kept = carts.carts["c-2"]
     assert isinstance(kept, bytes) and kept != written[b"cc-2"]
     assert Cart.load(kept).created and Cart.load(kept).version == 1  # the change is kept
+    # a pass between a change and its record (here a new email) keeps the cart an object
+    carts.changes()
+    carts.changes()
+    assert isinstance(carts.held("c-1"), Cart)
+    carts.changes()
+    carts.changes()  # c-1 idle again: compact, its parsed bytes kept
+    assert carts.carts["c-1"] is written[b"cc-1"]
+    carts.held("c-1")
+    carts.identify("c-1", "anna@example.ru", 2000)
+    carts.compact()
+    carts.compact()
+    assert isinstance(carts.carts["c-1"], Cart)
+    assert cart_email(dict(carts.changes())[b"cc-1"] or b"") == "anna@example.ru"
 
 
 def test_expire_tombstones_a_cart_and_its_email_with_it() -> None:
