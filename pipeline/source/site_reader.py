@@ -90,24 +90,22 @@ class SiteEventReader(BodyReader):
         self._pos = pos
         return (acc >> 1) ^ -(acc & 1)
 
-    def _string(self) -> str:
+    def _raw(self) -> bytes:
+        """An Avro string's bytes (not yet decoded)."""
         size = self._long()
         pos = self._pos
         end = pos + size
         if size < 0 or end > len(self._buf):
             raise ValueError("string past the end")
         self._pos = end
-        return self._buf[pos:end].decode()
+        return self._buf[pos:end]
+
+    def _string(self) -> str:
+        return self._raw().decode()
 
     def _word(self) -> str:
         """A string that repeats across events (see WORDS_MAX)."""
-        size = self._long()
-        pos = self._pos
-        end = pos + size
-        if size < 0 or end > len(self._buf):
-            raise ValueError("string past the end")
-        self._pos = end
-        raw = self._buf[pos:end]
+        raw = self._raw()
         words = self._words
         word = words.get(raw)
         if word is None:

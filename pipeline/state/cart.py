@@ -10,8 +10,8 @@ What Journey holds of the lines (`sent_lines`) shares the `Line` objects of `lin
 line Journey holds is never changed in place (`add` and `remove` replace it, and copy the
 dict while the two are one), so a net change compares by identity first and only lines
 that changed are compared field by field; after a send the two dicts are one again. (The
-JSON of the lines Journey holds was also kept, encoded once: it cost 47 MiB of RSS at
-1,000,000 carts caught up, docs/benchmarks.md, 2026-12-07 (day).)
+JSON of the lines Journey holds was also kept, encoded once: it cost 41-47 MiB of RSS at
+1,000,000 carts caught up, docs/benchmarks.md, 2026-12-07 (day), WM1 against WM3, W3.)
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class Cart:
     def dump(self) -> bytes:
         """The cart as its changelog value (see the module), also the form an idle cart
         is kept in (a third of the memory of the objects)."""
-        lines = _listed(self.lines)
+        lines = [[pid, line.name, line.price, line.quantity] for pid, line in self.lines.items()]
         sent: Any = 0  # Journey holds the cart as it is: the usual case, said in a byte
         if not self.synced and not self._in_sync():
             sent = [
@@ -95,14 +95,12 @@ class Cart:
         )
 
     def _in_sync(self) -> bool:
-        sent = self.sent_lines
-        if sent is self.lines:
-            return self.sent_total == money(self.total) and self.sent_step == self.step
-        return (
-            self.sent_total == money(self.total)
-            and self.sent_step == self.step
-            and len(sent) == len(self.lines)
-            and all(same(sent.get(pid), line) for pid, line in self.lines.items())
+        if self.sent_total != money(self.total) or self.sent_step != self.step:
+            return False
+        sent, lines = self.sent_lines, self.lines
+        return sent is lines or (
+            len(sent) == len(lines)
+            and all(same(sent.get(pid), line) for pid, line in lines.items())
         )
 
     @classmethod
@@ -210,10 +208,6 @@ class Cart:
             line.quantity -= taken
         if line.price is not None:
             self.total -= line.price * taken
-
-
-def _listed(lines: dict[str, Line]) -> list[list[Any]]:
-    return [[pid, line.name, line.price, line.quantity] for pid, line in lines.items()]
 
 
 def cart_ms(cart: Cart | bytes) -> int:

@@ -56,8 +56,6 @@ def net_change(cart_id: str, cart: Cart, out: list[Command]) -> None:
             held = sent.get(pid)
             if held is not None:
                 kept += 1
-                if held is line:
-                    continue
             if not same(held, line):
                 changed.append((pid, line))
         if kept < len(sent):  # some line Journey holds left the cart

@@ -94,6 +94,9 @@ def one_run(
         "conflicts": int(journey.get("journey_emulator_conflicts_total", 0)),
         "dead_letters": int(figures.get("ofsys_dead_letters_total", 0)),
         "peak_rss_mib": round(peak_mib, 1),
+        # the pipeline's own CPU seconds once its commits covered every record (its
+        # process_cpu_seconds_total): steadier than a rate for comparing two builds
+        "cpu_s": round(figures.get("process_cpu_seconds_total", 0.0), 2),
         "exit_code": code,
     }
 
