@@ -71,8 +71,9 @@ class Cart:
         # Journey holds the cart as it is, known without comparing its lines: set when a
         # net change was sent (or a record said so), cleared by every change to it
         self.synced = False
-        # its changelog value as last written (or read): what a compaction pass keeps,
-        # not encoded again; None once a net change was sent since (see Carts.compact)
+        # its changelog value as last written (or read), still the cart but for its
+        # activity time (the first 8 bytes): what the next record and a compaction pass
+        # reuse instead of encoding the cart again; None once anything else changed
         self.record: bytes | None = None
 
     def dump(self) -> bytes:
@@ -135,6 +136,7 @@ class Cart:
         """A transaction closed the cart: forget its content, keep its version so the
         next cart under the same id gets new command ids, and its email (Journey keeps
         the identity)."""
+        self.record = None
         self.synced = False
         self.lines = {}
         self.total = 0.0
@@ -146,14 +148,23 @@ class Cart:
 
     def replace(self, total: float | None, step: int | None, lines: dict[str, Line]) -> None:
         """The cart as a page showed it; `lines` is the snapshot's own dict (normalise
-        left its zero-quantity lines out), taken over, not copied."""
+        left its zero-quantity lines out), taken over, not copied. A page showing the
+        cart as it is (most page views) changes nothing: the cart keeps its lines (still
+        shared with what Journey holds), its sync and its record."""
+        if total is None:
+            total = sum((line.price or 0.0) * line.quantity for line in lines.values())
+        held = self.lines
+        if (
+            total == self.total
+            and step == self.step
+            and len(held) == len(lines)
+            and all(same(held.get(pid), line) for pid, line in lines.items())
+        ):
+            return
+        self.record = None
         self.synced = False
         self.lines = lines
-        self.total = (
-            total
-            if total is not None
-            else sum((line.price or 0.0) * line.quantity for line in self.lines.values())
-        )
+        self.total = total
         self.step = step
 
     def sent(self, total: float) -> None:
@@ -175,6 +186,7 @@ class Cart:
     def add(self, product_id: str, quantity: int, name: str | None, price: float | None) -> None:
         if quantity <= 0:
             return
+        self.record = None
         self.synced = False
         lines = self._own()
         line = lines.get(product_id)
@@ -197,6 +209,7 @@ class Cart:
         line = self.lines.get(product_id)
         if line is None:
             return
+        self.record = None
         self.synced = False
         lines = self._own()
         taken = line.quantity if quantity is None else min(max(quantity, 0), line.quantity)

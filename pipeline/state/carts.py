@@ -151,6 +151,7 @@ class Carts:
             cart = self.carts[cart_id] = Cart()
             cart.ts = ts
         cart.email = email  # type: ignore[union-attr]
+        cart.record = None  # type: ignore[union-attr]
         if type(held) is bytes:
             self.carts[cart_id] = cart.dump()  # type: ignore[union-attr]
         self.touched.add(cart_id)
@@ -167,7 +168,9 @@ class Carts:
         """The cart an event at `ts` changes (a new one if need be), marked dirty."""
         cart = self.carts.get(cart_id)
         if type(cart) is bytes:
-            cart = self.carts[cart_id] = Cart.load(cart)
+            held = cart
+            cart = self.carts[cart_id] = Cart.load(held)
+            cart.record = held  # unless the event changes it, its next record is these bytes
         elif cart is None:
             cart = self.carts[cart_id] = Cart()
         cart.ts = ts  # type: ignore[union-attr]
@@ -202,7 +205,14 @@ class Carts:
         for cart_id in self.touched:
             cart = carts.get(cart_id)
             if isinstance(cart, Cart):
-                cart.record = value = cart.dump()
+                value = cart.record
+                # unchanged but for its activity time (a page showing it as it is): the
+                # record written before, with the new time, and not encoded again
+                if value is None:
+                    value = cart.dump()
+                elif int.from_bytes(value[:8], "big") != cart.ts:
+                    value = cart.ts.to_bytes(8, "big") + value[8:]
+                cart.record = value
                 records.append((key(PREFIX, cart_id), value))
             else:
                 records.append((key(PREFIX, cart_id), cart))

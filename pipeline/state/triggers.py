@@ -216,6 +216,7 @@ class Triggers:
         if awaited is not None and now_ms > due + settings.grace_ms:
             return None  # the email came after the grace period
         cart.abandoned_at = cart.ts
+        cart.record = None
         self._carts.touched.add(cart_id)
         items = [
             put(

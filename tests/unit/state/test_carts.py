@@ -148,6 +148,28 @@ def test_compaction_keeps_the_record_last_written_unless_the_cart_changed_since(
     assert cart_email(dict(carts.changes())[b"cc-1"] or b"") == "anna@example.ru"
 
 
+def test_a_page_showing_the_cart_as_it_is_moves_only_its_time() -> None:
+    carts = Carts(DAY)
+    cart = carts.open("c-1", 1000)
+    cart.add("sku-1", 2, "Kettle", 10.0)
+    net_change("c-1", carts.dirty.pop("c-1"), [])
+    [(_, first)] = carts.changes()
+    held = cart.lines
+    carts.open("c-1", 2000).replace(20.0, None, {"sku-1": Line("Kettle", 10.0, 2)})
+    assert cart.lines is held and cart.synced  # still the lines Journey holds
+    out: list[Command] = []
+    net_change("c-1", carts.dirty.pop("c-1"), out)
+    assert out == []
+    [(_, second)] = carts.changes()  # the record before, with the new time
+    assert second == cart.dump() and second[8:] == first[8:] and cart_ms(second) == 2000
+    for total, step, quantity in ((20.0, 2, 2), (30.0, None, 3), (20.01, None, 2)):
+        carts.open("c-1", 3000).replace(total, step, {"sku-1": Line("Kettle", 10.0, quantity)})
+        assert not cart.synced and cart.record is None  # another step, line or total
+        net_change("c-1", carts.dirty.pop("c-1"), out)
+        [(_, record)] = carts.changes()
+        assert record == cart.dump() and record[8:] != second[8:]
+
+
 def test_expire_tombstones_a_cart_and_its_email_with_it() -> None:
     carts = Carts(DAY)
     carts.open("c-1", 0)

@@ -33,7 +33,8 @@ from pipeline.errors import InvalidEventError
 from pipeline.source.identity import Identity
 from pipeline.source.normalise import Missing, normalise
 from pipeline.state import carts as cart_store
-from pipeline.state.partition import MAX_CART_LINES, Command, PartitionState
+from pipeline.state.partition import MAX_CART_LINES, Cart, Command, PartitionState
+from pipeline.state.records import split
 from pipeline.state.triggers import TriggerSettings
 
 Event = dict[str, Any]
@@ -1051,6 +1052,7 @@ def run_ops(operations: list[tuple[Any, ...]]) -> list[list[Command]]:
     for op in operations:
         if op[0] == "flush":
             out = state.flush()
+            check_records(state)
             flushes.append(out)
             if not applied_since_flush:
                 assert out == [], "a flush with no change emitted commands"
@@ -1080,6 +1082,16 @@ def run_ops(operations: list[tuple[Any, ...]]) -> list[list[Command]]:
         # a repeated order is not applied, but its event may still make an email known
         applied_since_flush = applied_since_flush or expected or len(truth.tracks) > tracks
     return flushes
+
+
+def check_records(state: PartitionState) -> None:
+    """The window's changelog records: each cart's is the cart as it now is, whether it
+    was encoded or reused (a page showing the cart as it is only moves its time)."""
+    for name, value in state.changes():
+        prefix, cart_id = split(name)
+        cart = state.carts.get(cart_id)
+        if prefix == b"c" and isinstance(cart, Cart):
+            assert value == cart.dump(), f"{cart_id}: its record is not the cart"
 
 
 def compare(truth: TrueShop, journey: Journey) -> None:
@@ -1180,6 +1192,7 @@ def run_windows(events: list[Event], flush_after: set[int]) -> list[Command]:
         if i in flush_after or i == len(events) - 1:
             state.fire_due(state.stream_ms)
             out.extend(state.flush())
+            check_records(state)
     return out
 
 
