@@ -85,8 +85,15 @@ def lanes_of(commands: list[Command], lanes: int) -> list[list[Command]]:
     if lanes == 1:
         return [commands]
     shares: list[list[Command]] = [[] for _ in range(lanes)]
+    key: str | None = None
+    share = shares[hash(key) % lanes]
     for command in commands:
-        shares[hash(command["cartId"] or command["email"]) % lanes].append(command)
+        # a net change's commands come together, under one cart id (the same str)
+        name = command["cartId"] or command["email"]
+        if name is not key:
+            key = name
+            share = shares[hash(name) % lanes]
+        share.append(command)
     return shares
 
 

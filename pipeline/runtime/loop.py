@@ -47,6 +47,12 @@ from .replay import Replay
 
 log = logs.get("app")
 FULL_GC_EVERY_SEALS = 120  # a full collection about every two minutes at the default window
+# free heap pages go back to the system at every few seals, and at the first seal of
+# a quiet window: a pass walks the whole heap (about 9 ms at 20,000 heavy carts, 1.7 %
+# of the loop thread's time when made at every seal), and what a window freed is reused
+# by the next one anyway; a backlog caught up still ends with its pages given back
+TRIM_EVERY_SEALS = 4
+QUIET_WINDOW_EVENTS = 1000
 # allocations between two young-generation passes (CPython: 700). The decoder's
 # per-record dicts set off a pass every few hundred records, 6.4 % of the loop's time
 # (P3); state is frozen at each seal, so a rarer pass scans no more (G runs)
@@ -130,6 +136,7 @@ class Pipeline(Rebalancing):
         self._stop_at: float | None = None
         self._drained = False
         self._seals = 0
+        self._quiet = False  # the last window sealed was quiet (QUIET_WINDOW_EVENTS)
         self._seal_at = 0.0
         self._monitor: Service | None = None
 
@@ -283,7 +290,7 @@ class Pipeline(Rebalancing):
         for command in window.triggers:
             self.metrics.triggers.labels(command["args"]["name"]).inc()
         self._process.publish_tallies()
-        self._collect_garbage()
+        self._collect_garbage(quiet=window.events < QUIET_WINDOW_EVENTS)
 
     def _caught_up(self, partition: int) -> bool:
         """Read to the end of this partition of the input and of the repartition topic,
@@ -299,19 +306,21 @@ class Pipeline(Rebalancing):
                 return False
         return True
 
-    def _collect_garbage(self) -> None:
+    def _collect_garbage(self, *, quiet: bool) -> None:
         """Keep the cyclic GC off the hot path. Partition state is long-lived and acyclic
         (refcounting frees it), yet every young-generation pass would re-scan what a
         window added. Freezing at each seal moves survivors out of the scanned
-        generations; an occasional full collection catches any stray cycle. At every seal
-        the pages the sealed window freed go back to the system: a few ms, and the
-        backlog's final RSS fell 22 MiB at no cost in events/s (docs/benchmarks.md, R1/R2)."""
+        generations; an occasional full collection catches any stray cycle. Every few
+        seals, and when the windows go quiet, the free pages go back to the system
+        (TRIM_EVERY_SEALS): the backlog's final RSS fell 22 MiB (docs/benchmarks.md, R1/R2)."""
         self._seals += 1
         if self._seals % FULL_GC_EVERY_SEALS == 0:
             gc.unfreeze()
             gc.collect()
         gc.freeze()
-        release()
+        if self._seals % TRIM_EVERY_SEALS == 0 or (quiet and not self._quiet):
+            release()
+        self._quiet = quiet
 
     def _committed(self) -> None:
         self._backpressure.watch.ok()

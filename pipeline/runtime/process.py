@@ -78,49 +78,60 @@ class Processor:
         max_bytes = self._settings.max_record_bytes
         latest_ms = int(self._clock.time() * 1000) + self._settings.max_clock_skew_s * 1000
         keep_ids_ms = self._retention.event_ids_ms
-        for msg in records:
-            if msg.error() is not None:
-                self._consumer_error(msg)
-                continue
-            partition: int = msg.partition()
-            source: Source = (msg.topic(), partition)
-            value = msg.value()
-            name = "other"
-            try:
-                if not value:
-                    raise DecodeError("empty", "record has no value")
-                if len(value) > max_bytes:
-                    raise DecodeError("too-large", f"{len(value)} bytes > {max_bytes}")
-                event = decode(value)
-                state = states[partition]
-                ts = event.timestamp
-                if ts > latest_ms or ts < MIN_EVENT_MS or ts < state.stream_ms - keep_ids_ms:
-                    raise _bad_time(ts, state.stream_ms - keep_ids_ms, latest_ms)
-                event_ms[source] = ts
-                change = normalise(event, identity, missing, limits)
-                if change is None:
-                    outcome = "skipped"
-                else:
-                    name = event.name
-                    cart_id = change.cart_id
-                    if (
-                        cart_id is not None
-                        and msg.key() != cart_id.encode()
-                        and self._rekey(cart_id, value, partition)
-                    ):
-                        outcome = "repartitioned"
-                    elif state.apply(change):
-                        outcome = "processed"
+        # a poll's records come in runs of one (topic, partition): its position and event
+        # time are kept here while the run lasts and written when it ends, not per record
+        source: Source = ("", -1)
+        position, ts_ms = -1, -1
+        try:
+            for msg in records:
+                if msg.error() is not None:
+                    self._consumer_error(msg)
+                    continue
+                partition: int = msg.partition()
+                topic: str = msg.topic()
+                if partition != source[1] or topic != source[0]:
+                    _moved(positions, event_ms, source, position, ts_ms)
+                    source, position, ts_ms = (topic, partition), -1, -1
+                value = msg.value()
+                name = "other"
+                try:
+                    if not value:
+                        raise DecodeError("empty", "record has no value")
+                    if len(value) > max_bytes:
+                        raise DecodeError("too-large", f"{len(value)} bytes > {max_bytes}")
+                    event = decode(value)
+                    state = states[partition]
+                    ts = event.timestamp
+                    floor_ms = state.stream_ms - keep_ids_ms
+                    if ts > latest_ms or ts < MIN_EVENT_MS or ts < floor_ms:
+                        raise _bad_time(ts, floor_ms, latest_ms)
+                    ts_ms = ts
+                    change = normalise(event, identity, missing, limits)
+                    if change is None:
+                        outcome = "skipped"
                     else:
-                        outcome = "duplicate"
-            except (DecodeError, InvalidEventError) as exc:
-                self._dead_letters.record(msg, exc.reason, exc.detail)
-                outcome = "dead_lettered"
-                if type(exc) is InvalidEventError and event.name in EVENT_LABELS:
-                    name = event.name
-            positions[source] = msg.offset() + 1
-            key = (name, outcome)
-            tally[key] = tally.get(key, 0) + 1
+                        name = event.name
+                        cart_id = change.cart_id
+                        if (
+                            cart_id is not None
+                            and msg.key() != cart_id.encode()
+                            and self._rekey(cart_id, value, partition)
+                        ):
+                            outcome = "repartitioned"
+                        elif state.apply(change):
+                            outcome = "processed"
+                        else:
+                            outcome = "duplicate"
+                except (DecodeError, InvalidEventError) as exc:
+                    self._dead_letters.record(msg, exc.reason, exc.detail)
+                    outcome = "dead_lettered"
+                    if type(exc) is InvalidEventError and event.name in EVENT_LABELS:
+                        name = event.name
+                position = msg.offset() + 1
+                key = (name, outcome)
+                tally[key] = tally.get(key, 0) + 1
+        finally:
+            _moved(positions, event_ms, source, position, ts_ms)
         self._checkpoint.offsets.events += len(records)
 
     def _rekey(self, cart_id: str, value: bytes, partition: int) -> bool:
@@ -167,6 +178,17 @@ class Processor:
         for partition, state in self.states.items():
             metrics.carts.labels(str(partition)).set(len(state.carts))
             metrics.event_ids.labels(str(partition)).set(len(state.event_ids))
+
+
+def _moved(
+    positions: dict[Source, int], event_ms: dict[Source, int], source: Source, at: int, ts: int
+) -> None:
+    """A run of records from `source` ended: its next offset `at` and the event time of
+    its last record with a usable one, `ts` (-1: none in the run, so neither moved)."""
+    if at >= 0:
+        positions[source] = at
+    if ts >= 0:
+        event_ms[source] = ts
 
 
 def _bad_time(ts: int, floor_ms: int, latest_ms: int) -> InvalidEventError:
