@@ -79,13 +79,16 @@ class JourneyClient:
     ) -> None:
         """`connections`: kept alive at once, one per request in flight (the worker's
         lanes); fewer would close and reopen one per request."""
-        self._url = url
-        self._pool = urllib3.PoolManager(
+        manager = urllib3.PoolManager(
             num_pools=1,
             maxsize=max(connections, 1),
-            retries=False,
+            retries=False,  # no retry and no redirect followed: the response table decides
             timeout=urllib3.Timeout(connect=min(timeout_s, 5.0), read=timeout_s),
         )
+        # the endpoint's own pool, asked directly: a request no longer parses the URL
+        # and looks up its pool (PoolManager.urlopen), as it did once per batch
+        self._pool = manager.connection_from_url(url)
+        self._target = urllib3.util.parse_url(url).request_uri
         self._headers = {
             "Content-Type": "application/json",
             "Authorization": f"Bearer {account_key.reveal()}",
@@ -94,7 +97,15 @@ class JourneyClient:
     def send(self, batch: Batch) -> None:
         headers = {**self._headers, "Idempotency-Key": batch.batch_id}
         try:
-            response = self._pool.request("POST", self._url, body=batch.body, headers=headers)
+            response = self._pool.urlopen(
+                "POST",
+                self._target,
+                body=batch.body,
+                headers=headers,
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+            )
         except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass
             raise TransientDeliveryError(
                 f"Journey unreachable: {type(exc).__name__}", reason="connection", retry_after=None
@@ -128,4 +139,4 @@ class JourneyClient:
         )
 
     def close(self) -> None:
-        self._pool.clear()
+        self._pool.close()

@@ -119,20 +119,32 @@ class FakeResponse:
 
 
 class FakePool:
-    """Stands in for urllib3's PoolManager: records requests, answers as scripted."""
+    """Stands in for urllib3's pool of the endpoint: records requests, answers as
+    scripted."""
 
     def __init__(self, answer: FakeResponse | Exception) -> None:
         self.answer = answer
         self.requests: list[tuple[str, str, bytes, dict[str, str]]] = []
         self.cleared = False
 
-    def request(self, method: str, url: str, *, body: bytes, headers: dict[str, str]) -> Any:
+    def urlopen(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes,
+        headers: dict[str, str],
+        retries: bool,
+        redirect: bool,
+        assert_same_host: bool,
+    ) -> Any:
+        assert (retries, redirect) == (False, False)  # the response table decides
         self.requests.append((method, url, body, headers))
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
 
-    def clear(self) -> None:
+    def close(self) -> None:
         self.cleared = True
 
 
@@ -157,7 +169,7 @@ def test_send_2xx_is_accepted_with_the_contract_headers(status: int) -> None:
     pool, error = sent_with(FakeResponse(status))
     assert error is None
     [(method, url, body, headers)] = pool.requests
-    assert (method, url) == ("POST", "http://journey.test/v1/journey")
+    assert (method, url) == ("POST", "/v1/journey")
     batch_id = orjson.loads(body)["batchId"]
     assert headers == {
         "Content-Type": "application/json",
@@ -244,7 +256,12 @@ def test_send_timeouts_and_connection_errors_are_transient(exc: Exception, reaso
 def test_the_pool_keeps_one_connection_per_request_in_flight() -> None:
     # fewer than the worker's lanes and urllib3 closes one connection per request
     client = JourneyClient("http://journey.test/v1/journey", Secret(KEY), 1.0, connections=8)
-    assert client._pool.connection_pool_kw["maxsize"] == 8
-    assert (
-        JourneyClient("http://j.test/", Secret(KEY), 1.0)._pool.connection_pool_kw["maxsize"] == 1
+    assert (client._pool.host, client._pool.port, client._target) == (
+        "journey.test",
+        80,
+        "/v1/journey",
     )
+    assert client._pool.pool is not None and client._pool.pool.maxsize == 8
+    single = JourneyClient("https://j.test:8443/v1/journey?tenant=a", Secret(KEY), 1.0)._pool
+    assert single.pool is not None and single.pool.maxsize == 1
+    assert (single.scheme, single.port) == ("https", 8443)
