@@ -148,13 +148,17 @@ class Triggers:
             return
         entry = self.browsing.get(key)
         if entry is None:
-            entry = self.browsing[key] = [ts, []]
-        views: list[str] = entry[1]
-        if product_id in views:
-            views.remove(product_id)
-        views.insert(0, product_id)
-        del views[MAX_VIEWED:]
-        entry[0] = max(entry[0], ts)
+            entry = self.browsing[key] = [ts, [product_id]]
+        else:
+            views: list[str] = entry[1]
+            if not views or views[0] != product_id:  # else already the latest viewed
+                if product_id in views:
+                    views.remove(product_id)
+                views.insert(0, product_id)
+                if len(views) > MAX_VIEWED:
+                    del views[MAX_VIEWED:]
+            if ts > entry[0]:  # noqa: PLR1730  (per product view: no max())
+                entry[0] = ts
         self._changed.add(key)
         self.timers.arm(BROWSE, key, entry[0] + self.settings.browse_after_ms)
 
