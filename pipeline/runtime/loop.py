@@ -48,9 +48,9 @@ from .replay import Replay
 log = logs.get("app")
 FULL_GC_EVERY_SEALS = 120  # a full collection about every two minutes at the default window
 # free heap pages go back to the system at every few seals, and at the first seal of
-# a quiet window: a pass walks the whole heap (about 9 ms at 20,000 heavy carts, 1.7 %
-# of the loop thread's time when made at every seal), and what a window freed is reused
-# by the next one anyway; a backlog caught up still ends with its pages given back
+# a quiet window: a pass walks the whole heap (milliseconds each, see docs/benchmarks.md,
+# 2026-12-07 afternoon), and what a window freed is reused by the next one anyway; a
+# backlog caught up still ends with its pages given back
 TRIM_EVERY_SEALS = 4
 QUIET_WINDOW_EVENTS = 1000
 # allocations between two young-generation passes (CPython: 700). The decoder's

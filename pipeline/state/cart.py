@@ -36,6 +36,13 @@ def same(held: Line | None, line: Line) -> bool:
     )
 
 
+def same_lines(held: dict[str, Line], lines: dict[str, Line]) -> bool:
+    """The two dicts hold the same lines (`same` for each, and no other)."""
+    return held is lines or (
+        len(held) == len(lines) and all(same(held.get(pid), line) for pid, line in lines.items())
+    )
+
+
 class Cart:
     """A cart's true state (`lines`, `total`, `step`) and what Journey last received."""
 
@@ -96,12 +103,10 @@ class Cart:
         )
 
     def _in_sync(self) -> bool:
-        if self.sent_total != money(self.total) or self.sent_step != self.step:
-            return False
-        sent, lines = self.sent_lines, self.lines
-        return sent is lines or (
-            len(sent) == len(lines)
-            and all(same(sent.get(pid), line) for pid, line in lines.items())
+        return (
+            self.sent_total == money(self.total)
+            and self.sent_step == self.step
+            and same_lines(self.sent_lines, self.lines)
         )
 
     @classmethod
@@ -153,13 +158,7 @@ class Cart:
         shared with what Journey holds), its sync and its record."""
         if total is None:
             total = sum((line.price or 0.0) * line.quantity for line in lines.values())
-        held = self.lines
-        if (
-            total == self.total
-            and step == self.step
-            and len(held) == len(lines)
-            and all(same(held.get(pid), line) for pid, line in lines.items())
-        ):
+        if total == self.total and step == self.step and same_lines(self.lines, lines):
             return
         self.record = None
         self.synced = False

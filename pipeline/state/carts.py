@@ -166,17 +166,13 @@ class Carts:
 
     def open(self, cart_id: str, ts: int) -> Cart:
         """The cart an event at `ts` changes (a new one if need be), marked dirty."""
-        cart = self.carts.get(cart_id)
-        if type(cart) is bytes:
-            held = cart
-            cart = self.carts[cart_id] = Cart.load(held)
-            cart.record = held  # unless the event changes it, its next record is these bytes
-        elif cart is None:
+        cart = self.held(cart_id)
+        if cart is None:
             cart = self.carts[cart_id] = Cart()
-        cart.ts = ts  # type: ignore[union-attr]
-        self.dirty[cart_id] = cart  # type: ignore[assignment]
+        cart.ts = ts
+        self.dirty[cart_id] = cart
         self.touched.add(cart_id)
-        return cart  # type: ignore[return-value]
+        return cart
 
     def close(self, cart_id: str) -> None:
         """A transaction closed the cart (if the partition holds it)."""
@@ -210,7 +206,7 @@ class Carts:
                 # record written before, with the new time, and not encoded again
                 if value is None:
                     value = cart.dump()
-                elif int.from_bytes(value[:8], "big") != cart.ts:
+                elif cart_ms(value) != cart.ts:
                     value = cart.ts.to_bytes(8, "big") + value[8:]
                 cart.record = value
                 records.append((key(PREFIX, cart_id), value))
