@@ -18,7 +18,7 @@ from ..errors import DecodeError, InvalidEventError, PipelineError
 from ..metrics import EVENT_LABELS, Metrics
 from ..source.decode import Decoder
 from ..source.identity import Identity
-from ..source.normalise import Limits, Missing, normalise
+from ..source.normalise import Limits, Missing, Pages, no_pages, normalise
 from ..source.partitioner import PARTITIONERS
 from ..state.partition import PartitionState, Retention
 from .checkpoint import Checkpoint, Source
@@ -82,6 +82,8 @@ class Processor:
         # time are kept here while the run lasts and written when it ends, not per record
         source: Source = ("", -1)
         position, ts_ms = -1, -1
+        state: PartitionState | None = None
+        pages: Pages = no_pages
         try:
             for msg in records:
                 if msg.error() is not None:
@@ -92,6 +94,8 @@ class Processor:
                 if partition != source[1] or topic != source[0]:
                     _moved(positions, event_ms, source, position, ts_ms)
                     source, position, ts_ms = (topic, partition), -1, -1
+                    state = states[partition]
+                    pages = state.page_of
                 value = msg.value()
                 name = "other"
                 try:
@@ -100,13 +104,13 @@ class Processor:
                     if len(value) > max_bytes:
                         raise DecodeError("too-large", f"{len(value)} bytes > {max_bytes}")
                     event = decode(value)
-                    state = states[partition]
+                    assert state is not None  # set with the run's source
                     ts = event.timestamp
                     floor_ms = state.stream_ms - keep_ids_ms
                     if ts > latest_ms or ts < MIN_EVENT_MS or ts < floor_ms:
                         raise _bad_time(ts, floor_ms, latest_ms)
                     ts_ms = ts
-                    change = normalise(event, identity, missing, limits)
+                    change = normalise(event, identity, missing, limits, pages)
                     if change is None:
                         outcome = "skipped"
                     else:

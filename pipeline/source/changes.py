@@ -36,11 +36,15 @@ class Line:
 
 
 class Snapshot(NamedTuple):
-    """The cart as a Viewed Page showed it."""
+    """The cart as a Viewed Page showed it. `lines` None: the lines the cart holds, as
+    the page's items were those of the page the cart shows (`page`, normalise.Pages);
+    `page` 0: not to be remembered (its items were read by another reader, or tallied
+    missing fields)."""
 
     total: float | None
     step: int | None
-    lines: dict[str, Line]
+    lines: dict[str, Line] | None
+    page: int
 
 
 class PageView(NamedTuple):

@@ -94,21 +94,38 @@ class User:
 
 @final
 class Cart:
-    __slots__ = ("checkout_step", "currency", "id", "line_items", "total")
+    """`items()` gives the line items. The SiteEvent reader leaves a cart's items unread,
+    as their Avro bytes (`items_raw`): most pages show a cart as it was, and the state
+    tells that by the bytes' hash (normalise.py) without any item made."""
 
-    def __init__(
+    __slots__ = ("_items", "checkout_step", "currency", "id", "items_raw", "total")
+
+    def __init__(  # noqa: PLR0917  (the schema's fields in its order, made per event)
         self,
         id: str | None,
         total: float | None,
         currency: str | None,
         checkout_step: int | None,
-        line_items: list[LineItem],
+        line_items: list[LineItem] | None,
+        items_raw: bytes | None = None,
     ) -> None:
+        """`line_items` read, or None with `items_raw`: the bytes of the lineItems array."""
         self.id = id
         self.total = total
         self.currency = currency
         self.checkout_step = checkout_step
-        self.line_items = line_items
+        self._items = line_items
+        self.items_raw = items_raw
+
+    def items(self) -> list[LineItem]:
+        """The line items, read from `items_raw` on the first call if they were left
+        unread (DecodeError when those bytes do not read whole)."""
+        items = self._items
+        if items is None:
+            from .site_reader import read_items  # it imports this module
+
+            items = self._items = read_items(self.items_raw or b"\x00")
+        return items
 
     def record(self) -> Record:
         return {
@@ -116,7 +133,7 @@ class Cart:
             "total": self.total,
             "currency": self.currency,
             "checkoutStep": self.checkout_step,
-            "lineItems": [item.record() for item in self.line_items],
+            "lineItems": [item.record() for item in self.items()],
         }
 
 

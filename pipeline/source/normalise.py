@@ -65,31 +65,45 @@ def _too_long(field: str, value: str, limits: Limits) -> InvalidEventError:
     )
 
 
-Handler = Callable[[SiteEvent, str | None, Missing, Limits], Change]
+# The page a cart shows: cart id -> the hash of the lineItems bytes of the page view its
+# lines came from, 0 for none known. A page whose items hash the same shows the cart's
+# lines as they are (SipHash, 64 bits: two different item lists of one cart share a hash
+# with probability 2**-64), and they are not read again: most pages show an unchanged cart.
+Pages = Callable[[str], int]
+Handler = Callable[[SiteEvent, str | None, Missing, Limits, Pages], Change]
 
 
-def _tally(missing: Missing, event: str, field: str) -> None:
+def no_pages(cart_id: str) -> int:
+    """No page known for any cart: every page's items are read."""
+    return 0
+
+
+def _tally(missing: Missing, event: str, field: str) -> int:
+    """Count a missing field; 1, for the caller's own count."""
     key = (event, field)
     missing[key] = missing.get(key, 0) + 1
+    return 1
 
 
 def _lines(
     items: list[LineItem], event: str, missing: Missing, order: bool, limits: Limits
-) -> list[tuple[str, Line]]:
-    """Line items with a product id; the others are tallied as missing and left out.
-    A cart snapshot's line with quantity 0 is not in the cart: left out, not tallied.
-    The price is unitSalePrice, else unitPrice (the sale price then tallied as missing)."""
+) -> tuple[list[tuple[str, Line]], int]:
+    """Line items with a product id, and how many fields were tallied; the lines without
+    one are tallied as missing and left out. A cart snapshot's line with quantity 0 is
+    not in the cart: left out, not tallied. The price is unitSalePrice, else unitPrice
+    (the sale price then tallied as missing)."""
     out = []
+    tallied = 0
     max_quantity, max_price, max_id, max_text, _ = limits  # once per event, not per line
     for item in items:
         product = item.product
         product_id = product.id
         if not product_id:
-            _tally(missing, event, "lineItems.product.id")
+            tallied += _tally(missing, event, "lineItems.product.id")
             continue
         quantity = item.quantity
         if quantity is None:
-            _tally(missing, event, "lineItems.quantity")
+            tallied += _tally(missing, event, "lineItems.quantity")
             quantity = 1
         elif not (0 < quantity <= max_quantity):
             if quantity == 0 and not order:
@@ -99,13 +113,13 @@ def _lines(
             raise _too_long("lineItems.product.id", product_id, limits)
         name = product.name
         if name is None:
-            _tally(missing, event, "lineItems.product.name")
+            tallied += _tally(missing, event, "lineItems.product.name")
         elif len(name) > max_text:
-            _tally(missing, event, "lineItems.product.name:too-long")
+            tallied += _tally(missing, event, "lineItems.product.name:too-long")
             name = None
         price = product.unit_sale_price
         if price is None:
-            _tally(missing, event, "lineItems.product.unitSalePrice")
+            tallied += _tally(missing, event, "lineItems.product.unitSalePrice")
             price = product.unit_price
             if price is not None and not (0.0 <= price <= max_price):
                 raise _bad_amount("lineItems.product.unitPrice", price, limits)
@@ -115,14 +129,16 @@ def _lines(
         if order:
             subtotal = item.subtotal
             if subtotal is None:
-                _tally(missing, event, "lineItems.subtotal")
+                tallied += _tally(missing, event, "lineItems.subtotal")
             elif not (0.0 <= subtotal <= max_price):
                 raise _bad_amount("lineItems.subtotal", subtotal, limits)
         out.append((product_id, Line(name, price, quantity, subtotal)))
-    return out
+    return out, tallied
 
 
-def _viewed_page(ev: SiteEvent, email: str | None, missing: Missing, limits: Limits) -> PageView:
+def _viewed_page(
+    ev: SiteEvent, email: str | None, missing: Missing, limits: Limits, pages: Pages
+) -> PageView:
     name = "Viewed Page"
     if email is None:
         _tally(missing, name, "user.email")
@@ -144,8 +160,16 @@ def _viewed_page(ev: SiteEvent, email: str | None, missing: Missing, limits: Lim
     elif not (0 <= step <= limits.max_checkout_step):
         _tally(missing, name, "cart.checkoutStep:out-of-range")
         step = None
-    lines = dict(_lines(cart.line_items, name, missing, False, limits))
-    return PageView(ev.id, ev.timestamp, cart_id, email, Snapshot(total, step, lines))
+    raw = cart.items_raw
+    page = 0
+    if raw is not None:
+        page = hash(raw) or 1  # 0 is "none known"
+        if page == pages(cart_id):  # the cart's lines as they are: not read again
+            return PageView(ev.id, ev.timestamp, cart_id, email, Snapshot(total, step, None, page))
+    lines, tallied = _lines(cart.items(), name, missing, False, limits)
+    # a page whose lines tallied a field is not remembered: read again, it tallies again
+    snapshot = Snapshot(total, step, dict(lines), 0 if tallied else page)
+    return PageView(ev.id, ev.timestamp, cart_id, email, snapshot)
 
 
 def _cart_id(ev: SiteEvent, limits: Limits) -> str | None:
@@ -167,7 +191,7 @@ def _product_id(product: Product | None, limits: Limits) -> str:
 
 
 def _viewed_product(
-    ev: SiteEvent, email: str | None, missing: Missing, limits: Limits
+    ev: SiteEvent, email: str | None, missing: Missing, limits: Limits, pages: Pages
 ) -> ProductView:
     product_id = _product_id(ev.product, limits)
     return ProductView(ev.id, ev.timestamp, _cart_id(ev, limits), email, product_id)
@@ -176,7 +200,9 @@ def _viewed_product(
 def _line_change(added: bool) -> Handler:
     name = "Added Product" if added else "Removed Product"
 
-    def handler(ev: SiteEvent, email: str | None, missing: Missing, limits: Limits) -> LineChange:
+    def handler(
+        ev: SiteEvent, email: str | None, missing: Missing, limits: Limits, pages: Pages
+    ) -> LineChange:
         cart_id = _cart_id(ev, limits)
         if not cart_id:
             raise InvalidEventError("cart.id")
@@ -223,7 +249,7 @@ def _line_change(added: bool) -> Handler:
 
 
 def _completed_transaction(
-    ev: SiteEvent, email: str | None, missing: Missing, limits: Limits
+    ev: SiteEvent, email: str | None, missing: Missing, limits: Limits, pages: Pages
 ) -> Purchase:
     name = "Completed Transaction"
     tx = ev.transaction
@@ -261,7 +287,7 @@ def _completed_transaction(
         tx.total,
         tx.tax,
         tx.shipping_cost,
-        _lines(tx.line_items, name, missing, True, limits),
+        _lines(tx.line_items, name, missing, True, limits)[0],
     )
 
 
@@ -280,9 +306,11 @@ def normalise(
     identity: Identity,
     missing: Missing,
     limits: Limits = DEFAULT_LIMITS,
+    pages: Pages = no_pages,
 ) -> Change | None:
     """The event's Change, or None for an event name outside the vocabulary. A record in
-    fastavro's shape (a dict) is read as its `SiteEvent.of`."""
+    fastavro's shape (a dict) is read as its `SiteEvent.of`. `pages`: the partition
+    state's (see Pages)."""
     if type(event) is dict:
         event = SiteEvent.of(event)
     assert isinstance(event, SiteEvent)
@@ -293,4 +321,5 @@ def normalise(
     if not 0 < len(event_id) <= limits.max_id_chars:
         raise _too_long("id", event_id, limits) if event_id else InvalidEventError("id")
     user = event.user
-    return handler(event, identity.email(None if user is None else user.email), missing, limits)
+    email = identity.email(None if user is None else user.email)
+    return handler(event, email, missing, limits, pages)

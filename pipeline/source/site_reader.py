@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 from abc import ABC, abstractmethod
 
+from ..errors import DecodeError
 from .event import Cart, LineItem, Product, SiteEvent, Transaction, User
 
 # The layouts this reader walks, by the schema's single-object fingerprint (CRC-64-AVRO
@@ -37,6 +38,7 @@ _DOUBLE = struct.Struct("<d").unpack_from
 # line, and the hash a dict lookup of it needs is computed once. Bounded: emptied when
 # full (a shop's catalogue fits; a flood of distinct ids only costs the decode again).
 WORDS_MAX = 16_384
+_WORDS: dict[bytes, str] = {}  # one for every reader: the same product, the same str
 
 
 class BodyReader(ABC):
@@ -58,7 +60,7 @@ class SiteEventReader(BodyReader):
         self._v2 = v2
         self._buf = b""
         self._pos = 0
-        self._words: dict[bytes, str] = {}  # see WORDS_MAX
+        self._words = _WORDS  # see WORDS_MAX
 
     def read(self, value: bytes, start: int) -> SiteEvent | None:
         self._buf = value
@@ -140,6 +142,37 @@ class SiteEventReader(BodyReader):
         self._pos = pos + 8
         return value
 
+    def _skip(self, size: int) -> None:
+        end = self._pos + size
+        if size < 0 or end > len(self._buf):
+            raise ValueError("value past the end")
+        self._pos = end
+
+    def _items_raw(self) -> bytes:
+        """A cart's lineItems array left unread: its bytes, walked (so a body that does
+        not read whole is still found here) but with no value made of them."""
+        start = self._pos
+        count = self._long()
+        while count != 0:
+            if count < 0:
+                count = -count
+                self._long()
+            for _ in range(count):
+                # product: id, name (strings), unitSalePrice, unitPrice (doubles), each
+                # a ["null", T] union; then quantity (long) and subtotal (double)
+                for _field in range(2):
+                    if self._present():
+                        self._skip(self._long())
+                for _field in range(2):
+                    if self._present():
+                        self._skip(8)
+                if self._present():
+                    self._long()
+                if self._present():
+                    self._skip(8)
+            count = self._long()
+        return self._buf[start : self._pos]
+
     def _product(self) -> Product:
         return Product(self._opt_word(), self._opt_word(), self._opt_double(), self._opt_double())
 
@@ -170,7 +203,7 @@ class SiteEventReader(BodyReader):
             total = self._opt_double()
             currency = self._opt_word() if v2 else None
             step = self._opt_long()
-            cart = Cart(cart_id, total, currency, step, self._line_items())
+            cart = Cart(cart_id, total, currency, step, None, self._items_raw())
         product = self._product() if self._present() else None
         quantity = self._opt_long()
         transaction: Transaction | None = None
@@ -185,6 +218,21 @@ class SiteEventReader(BodyReader):
                 self._line_items(),
             )
         return SiteEvent(event_id, name, timestamp, user, cart, product, quantity, transaction)
+
+
+def read_items(raw: bytes) -> list[LineItem]:
+    """The line items of a cart the reader left unread (`Cart.items_raw`). Their layout
+    was walked then; what is left to fail is a string's UTF-8 (DecodeError)."""
+    reader = SiteEventReader(v2=True)  # the items' layout is the same in v1 and v2
+    reader._buf = raw
+    try:
+        items = reader._line_items()
+        whole = reader._pos == len(raw)
+    except Exception as exc:
+        raise DecodeError("undecodable", f"{type(exc).__name__}: {exc}") from exc
+    if not whole:
+        raise DecodeError("undecodable", f"{len(raw) - reader._pos} trailing bytes in lineItems")
+    return items
 
 
 def site_event_reader(writer: bytes, reader: bytes) -> SiteEventReader | None:

@@ -51,6 +51,7 @@ class Cart:
         "created",
         "email",
         "lines",
+        "page",
         "record",
         "sent_lines",
         "sent_step",
@@ -82,6 +83,9 @@ class Cart:
         # activity time (the first 8 bytes): what the next record and a compaction pass
         # reuse instead of encoding the cart again; None once anything else changed
         self.record: bytes | None = None
+        # the page whose items `lines` equal (normalise.Pages), 0 for none known: kept
+        # in memory only, and cleared by every change to the lines
+        self.page = 0
 
     def dump(self) -> bytes:
         """The cart as its changelog value (see the module), also the form an idle cart
@@ -143,6 +147,7 @@ class Cart:
         the identity)."""
         self.record = None
         self.synced = False
+        self.page = 0
         self.lines = {}
         self.total = 0.0
         self.step = None
@@ -151,13 +156,19 @@ class Cart:
         self.sent_total = None
         self.sent_step = None
 
-    def replace(self, total: float | None, step: int | None, lines: dict[str, Line]) -> None:
+    def replace(
+        self, total: float | None, step: int | None, lines: dict[str, Line] | None, page: int = 0
+    ) -> None:
         """The cart as a page showed it; `lines` is the snapshot's own dict (normalise
-        left its zero-quantity lines out), taken over, not copied. A page showing the
-        cart as it is (most page views) changes nothing: the cart keeps its lines (still
-        shared with what Journey holds), its sync and its record."""
+        left its zero-quantity lines out), taken over, not copied, or None for the lines
+        as they are (the page's items were those of `page`, the page the cart shows). A
+        page showing the cart as it is (most page views) changes nothing: the cart keeps
+        its lines (still shared with what Journey holds), its sync and its record."""
+        if lines is None:
+            lines = self.lines
         if total is None:
             total = sum((line.price or 0.0) * line.quantity for line in lines.values())
+        self.page = page
         if total == self.total and step == self.step and same_lines(self.lines, lines):
             return
         self.record = None
@@ -187,6 +198,7 @@ class Cart:
             return
         self.record = None
         self.synced = False
+        self.page = 0
         lines = self._own()
         line = lines.get(product_id)
         if line is None:
@@ -210,6 +222,7 @@ class Cart:
             return
         self.record = None
         self.synced = False
+        self.page = 0
         lines = self._own()
         taken = line.quantity if quantity is None else min(max(quantity, 0), line.quantity)
         if taken == line.quantity:

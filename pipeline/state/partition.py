@@ -104,6 +104,7 @@ class PartitionState:
         elif (
             type(change) is PageView
             and change.snapshot is not None
+            and change.snapshot.lines is not None
             and len(change.snapshot.lines) > MAX_CART_LINES
         ):
             raise InvalidEventError(
@@ -145,7 +146,7 @@ class PartitionState:
         elif type(change) is PageView:
             snap = change.snapshot
             if snap is not None and cart_id is not None:
-                self._carts.open(cart_id, ts).replace(snap.total, snap.step, snap.lines)
+                self._carts.open(cart_id, ts).replace(snap.total, snap.step, snap.lines, snap.page)
                 if self._cart_timers:
                     self._triggers.cart_active(cart_id, ts)
         elif type(change) is ProductView:
@@ -166,6 +167,12 @@ class PartitionState:
         elif type(change) is Purchase:
             return self._purchase(change, n)
         return True
+
+    def page_of(self, cart_id: str) -> int:
+        """The page the cart shows (normalise.Pages): 0 for a cart not held, or held
+        compact (a page's items are then read, and the cart remembers that page)."""
+        cart = self.carts.get(cart_id)
+        return 0 if cart is None or type(cart) is bytes else cart.page  # type: ignore[union-attr]
 
     def _track(self, change: Change, email: str) -> int:
         """The cart's (or cartless visitor's) email is first known or changed: Track."""

@@ -78,6 +78,7 @@ def test_viewed_page_with_full_cart() -> None:
             5370.0,
             2,
             {"sku-7": Line("Kettle", 2490.0, 2), "sku-9": Line("Cup", 195.0, 2)},
+            0,  # read from a dict, not from the bytes: no page to remember
         ),
     )
     assert type(change) is PageView
@@ -117,7 +118,7 @@ def test_viewed_page_tallies_every_missing_optional_field() -> None:
     }
     # The line without a product id is left out; lines without quantity default to 1.
     assert change.snapshot == Snapshot(
-        None, None, {"sku-7": Line(None, 100.0, 1), "sku-2": Line("Kettle", 2490.0, 1)}
+        None, None, {"sku-7": Line(None, 100.0, 1), "sku-2": Line("Kettle", 2490.0, 1)}, 0
     )
     assert change.snapshot.lines["sku-7"].quantity == 1
     assert change.snapshot.lines["sku-2"].quantity == 1
