@@ -27,6 +27,10 @@ PREFIX = b"c"
 MAX_CART_LINES = 500  # a cart's record stays far below RECORD_BUDGET
 COMPACT_EVERY = 30  # windows between compaction passes (about 30 s at the default window)
 COMPACT_RECENT_MAX = 10_000  # or sooner, when this many carts were used since the last pass
+# the pages of carts kept compact (cart.py, `Cart.page`), so that a page showing such a
+# cart as it was is still not read again; bounded (emptied when full: a page forgotten
+# only costs reading it again), about 6 MiB at most
+PAGES_MAX = 65_536
 
 __all__ = [
     "COMPACT_EVERY",
@@ -99,7 +103,16 @@ class Carts:
     changed since the last `changes()` (`touched`)."""
 
     prefix = PREFIX  # of its changelog keys
-    __slots__ = ("_calls", "_previous", "_recent", "carts", "dirty", "retention_ms", "touched")
+    __slots__ = (
+        "_calls",
+        "_previous",
+        "_recent",
+        "carts",
+        "dirty",
+        "pages",
+        "retention_ms",
+        "touched",
+    )
 
     def __init__(self, retention_ms: int) -> None:
         self.retention_ms = retention_ms
@@ -111,6 +124,7 @@ class Carts:
         self._recent: set[str] = set()
         self._previous: set[str] = set()
         self._calls = 0
+        self.pages: dict[str, int] = {}  # compact cart id -> its page (PAGES_MAX)
 
     def check_room(self, cart_id: str, product_id: str) -> None:
         """Past MAX_CART_LINES lines, an added line is dead-lettered before it changes
@@ -134,6 +148,7 @@ class Carts:
             return held  # type: ignore[return-value]
         cart = self.carts[cart_id] = Cart.load(held)
         cart.record = held  # unless it changes, a later pass keeps these bytes again
+        cart.page = self.pages.pop(cart_id, 0)
         self._recent.add(cart_id)
         return cart
 
@@ -185,6 +200,7 @@ class Carts:
         """Erase the cart (a forget request): its tombstone, if the partition held it."""
         self.dirty.pop(cart_id, None)
         self.touched.discard(cart_id)
+        self.pages.pop(cart_id, None)
         self._recent.discard(cart_id)
         self._previous.discard(cart_id)
         if self.carts.pop(cart_id, None) is None:
@@ -227,6 +243,7 @@ class Carts:
         used since holds the record last written for it (every change to a cart marks
         it touched, and a touched cart waits for its record), kept, not encoded again."""
         recent, dirty, touched, carts = self._recent, self.dirty, self.touched, self.carts
+        pages = self.pages
         for cart_id in self._previous:
             cart = carts.get(cart_id)
             if (
@@ -237,9 +254,14 @@ class Carts:
             ):
                 record = cart.record
                 carts[cart_id] = record if record is not None else cart.dump()
+                if cart.page:
+                    if len(pages) >= PAGES_MAX:
+                        pages.clear()
+                    pages[cart_id] = cart.page
         self._previous, self._recent = recent, set()
 
     def load(self, name: str, value: bytes | None) -> int:
+        self.pages.pop(name, None)
         if value is None:
             self.carts.pop(name, None)
             return 0
@@ -253,6 +275,7 @@ class Carts:
         for cart_id in [c for c, cart in self.carts.items() if cart_ms(cart) < before]:
             del self.carts[cart_id]
             self.touched.discard(cart_id)
+            self.pages.pop(cart_id, None)
             gone.append((key(PREFIX, cart_id), None))
         return gone
 

@@ -169,10 +169,14 @@ class PartitionState:
         return True
 
     def page_of(self, cart_id: str) -> int:
-        """The page the cart shows (normalise.Pages): 0 for a cart not held, or held
-        compact (a page's items are then read, and the cart remembers that page)."""
+        """The page the cart shows (normalise.Pages): 0 for a cart not held; a compact
+        cart's is kept beside it (carts.PAGES_MAX)."""
         cart = self.carts.get(cart_id)
-        return 0 if cart is None or type(cart) is bytes else cart.page  # type: ignore[union-attr]
+        if cart is None:
+            return 0
+        if type(cart) is bytes:
+            return self._carts.pages.get(cart_id, 0)
+        return cart.page  # type: ignore[union-attr]
 
     def _track(self, change: Change, email: str) -> int:
         """The cart's (or cartless visitor's) email is first known or changed: Track."""

@@ -658,6 +658,31 @@ def test_a_page_the_cart_shows_is_not_read_again_and_moves_only_its_time() -> No
     ]
 
 
+def test_a_compact_carts_page_is_kept_beside_it() -> None:
+    """A cart kept compact (idle since a pass) keeps its page: the same page again is
+    not read, and the cart loaded from its bytes shows it; a forgotten cart forgets it."""
+    state = PartitionState()
+    shown = page("e-1", lines=(("sku-7", 2),))
+    read_through(state, shown)
+    state.flush()
+    state.changes()
+    state._carts.compact()
+    state._carts.compact()  # idle through a whole interval: compact
+    assert type(state.carts["c-1"]) is bytes and state._carts.pages["c-1"] != 0
+    [lines] = read_through(state, {**shown, "id": "e-2", "timestamp": T0 + MIN})
+    assert lines is None
+    cart = state.carts["c-1"]
+    assert isinstance(cart, Cart) and cart.page != 0 and cart.ts == T0 + MIN
+    assert {pid: line.quantity for pid, line in cart.lines.items()} == {"sku-7": 2}
+    assert state.flush() == [] and "c-1" not in state._carts.pages
+    state.changes()
+    state._carts.compact()
+    state._carts.compact()
+    assert state._carts.pages["c-1"] != 0
+    state._carts.drop("c-1")
+    assert "c-1" not in state._carts.pages and state.page_of("c-1") == 0
+
+
 @pytest.mark.parametrize(
     "between",
     [
