@@ -62,8 +62,8 @@ class Snapshot(_Value):
     `page` 0: not to be remembered (its items were read by another reader, or tallied
     missing fields)."""
 
-    __slots__ = ("lines", "page", "step", "total")
     FIELDS = ("total", "step", "lines", "page")
+    __slots__ = FIELDS  # the fields in their order
 
     def __init__(
         self, total: float | None, step: int | None, lines: dict[str, Line] | None, page: int
@@ -76,8 +76,8 @@ class Snapshot(_Value):
 
 @final
 class PageView(_Value):
-    __slots__ = ("cart_id", "email", "event_id", "snapshot", "ts")
     FIELDS = ("event_id", "ts", "cart_id", "email", "snapshot")
+    __slots__ = FIELDS  # the fields in their order
 
     def __init__(
         self,
@@ -96,8 +96,8 @@ class PageView(_Value):
 
 @final
 class ProductView(_Value):
-    __slots__ = ("cart_id", "email", "event_id", "product_id", "ts")
     FIELDS = ("event_id", "ts", "cart_id", "email", "product_id")
+    __slots__ = FIELDS  # the fields in their order
 
     def __init__(
         self, event_id: str, ts: int, cart_id: str | None, email: str | None, product_id: str
@@ -114,17 +114,6 @@ class LineChange(_Value):
     """Added Product (added=True) or Removed Product; quantity None means 'default'.
     name and price are read for Added Product only (None for Removed Product)."""
 
-    __slots__ = (
-        "added",
-        "cart_id",
-        "email",
-        "event_id",
-        "name",
-        "price",
-        "product_id",
-        "quantity",
-        "ts",
-    )
     FIELDS = (
         "event_id",
         "ts",
@@ -136,6 +125,7 @@ class LineChange(_Value):
         "name",
         "price",
     )
+    __slots__ = FIELDS  # the fields in their order
 
     def __init__(  # noqa: PLR0917  (the change's fields in their order, made per event)
         self,
@@ -162,18 +152,6 @@ class LineChange(_Value):
 
 @final
 class Purchase(_Value):
-    __slots__ = (
-        "affiliation",
-        "cart_id",
-        "email",
-        "event_id",
-        "lines",
-        "order_id",
-        "revenue",
-        "shipping",
-        "tax",
-        "ts",
-    )
     FIELDS = (
         "event_id",
         "ts",
@@ -186,6 +164,7 @@ class Purchase(_Value):
         "shipping",
         "lines",
     )
+    __slots__ = FIELDS  # the fields in their order
 
     def __init__(  # noqa: PLR0917  (the change's fields in their order, made per event)
         self,

@@ -124,7 +124,8 @@ class Cart:
         if items is None:
             from .site_reader import read_items  # it imports this module
 
-            items = self._items = read_items(self.items_raw or b"\x00")
+            assert self.items_raw is not None  # the one or the other, as made
+            items = self._items = read_items(self.items_raw)
         return items
 
     def record(self) -> Record:

@@ -17,7 +17,8 @@ does not know (a new `schemas/` file, a registry writer) is not given to it at a
 
 A cart's line items are walked, not read (`Cart.items_raw`): most page views show a
 cart as it was, and normalise.py knows that by the bytes' hash without making an item
-(in the heavy-carts bench, 46 % of page views). Walking checks their layout; their
+(46 % of the heavy-carts bench's page views, counted outside the project's commands:
+docs/benchmarks.md, 2026-12-07 (evening)). Walking checks their layout; their
 strings' UTF-8 is checked when they are read (`read_items`, on `Cart.items()`), which
 raises DecodeError("undecodable") with fastavro's message. So the one body read
 differently from fastavro is a page view with no cart id whose items hold bad UTF-8: its

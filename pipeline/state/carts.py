@@ -152,6 +152,16 @@ class Carts:
         self._recent.add(cart_id)
         return cart
 
+    def page(self, cart_id: str) -> int:
+        """The page the cart shows (normalise.Pages): 0 for a cart not held; a compact
+        cart's is kept beside it (PAGES_MAX)."""
+        cart = self.carts.get(cart_id)
+        if cart is None:
+            return 0
+        if type(cart) is bytes:
+            return self.pages.get(cart_id, 0)
+        return cart.page  # type: ignore[union-attr]
+
     def email(self, cart_id: str | None) -> str | None:
         """The email Journey was told for the cart (None for no cart, or none told)."""
         cart = self.carts.get(cart_id) if cart_id is not None else None

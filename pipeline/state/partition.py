@@ -78,6 +78,7 @@ class PartitionState:
         self.orders = self._orders.orders  # order id -> event time
         self.visitors = self._identities.tracked  # cartless visitor's email -> when tracked
         self.carts = self._carts.carts  # cart id -> Cart, or bytes while idle
+        self.page_of = self._carts.page  # normalise.Pages: the page a cart shows
         self.dirty = self._carts.dirty
         self.timers = self._triggers.timers
         self.browsing = self._triggers.browsing
@@ -167,16 +168,6 @@ class PartitionState:
         elif type(change) is Purchase:
             return self._purchase(change, n)
         return True
-
-    def page_of(self, cart_id: str) -> int:
-        """The page the cart shows (normalise.Pages): 0 for a cart not held; a compact
-        cart's is kept beside it (carts.PAGES_MAX)."""
-        cart = self.carts.get(cart_id)
-        if cart is None:
-            return 0
-        if type(cart) is bytes:
-            return self._carts.pages.get(cart_id, 0)
-        return cart.page  # type: ignore[union-attr]
 
     def _track(self, change: Change, email: str) -> int:
         """The cart's (or cartless visitor's) email is first known or changed: Track."""
