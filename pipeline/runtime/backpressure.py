@@ -2,10 +2,16 @@
 
 Owns the pause of the assigned partitions and the watch on the broker. Invariant:
 consumption is paused while Journey retries (408/425/429/5xx, timeouts, 401/403), more
-than MAX_OUTSTANDING_WINDOWS windows wait for Journey or the broker, or the broker is
-away; it resumes every partition but those held at a seal mark; polling goes on all the
-while, so the group membership and the rebalance callbacks stay alive. Past
-OFSYS_BROKER_OUTAGE_S without the broker it raises BrokerOutageError.
+than MAX_OUTSTANDING_WINDOWS windows wait for Journey or the broker for longer than
+HOLD_MAX_S, or the broker is away; it resumes every partition but those held at a seal
+mark; polling goes on all the while, so the group membership and the rebalance
+callbacks stay alive. Past OFSYS_BROKER_OUTAGE_S without the broker it raises
+BrokerOutageError.
+Windows piling up for less than HOLD_MAX_S is the normal flow control of a catch-up: the
+loop then holds (`holding`: it reads nothing, the partitions stay resumed) instead of
+pausing. A pause makes librdkafka drop every partition's prefetched records, and after
+the resume the loop waited for them to be fetched again: 0.1-0.9 s with nothing to
+read at each of the catch-up's pauses (docs/benchmarks.md, 2026-12-07 (night)).
 """
 
 from __future__ import annotations
@@ -21,12 +27,15 @@ from .checkpoint import Checkpoint, Source
 from .lag import BrokerWatch
 
 if TYPE_CHECKING:
-    from .ports import Consumer, Worker
+    from .ports import Clock, Consumer, Worker
 
 log = logs.get("app")
 # At most so many windows wait for Journey or the broker before consumption pauses
 # (a window's own size is bounded in process.py).
 MAX_OUTSTANDING_WINDOWS = 2
+# How long the loop holds (reads nothing, partitions not paused) while windows pile up,
+# before it pauses: far inside max.poll.interval.ms and /readyz's poll staleness
+HOLD_MAX_S = 1.0
 
 
 class Backpressure:
@@ -40,6 +49,7 @@ class Backpressure:
         worker: Worker,
         checkpoint: Checkpoint,
         held: set[Source],
+        clock: Clock,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -49,7 +59,10 @@ class Backpressure:
         self._checkpoint = checkpoint
         self._held = held
         self.watch = BrokerWatch()
+        self._clock = clock
         self.paused = False
+        self.holding = False  # windows pile up: the loop reads nothing, not paused
+        self._full_since: float | None = None
         self._outage_logged = False
 
     def watch_broker(self) -> None:
@@ -77,16 +90,25 @@ class Backpressure:
             )
 
     def apply(self) -> None:
-        """Pause every assigned partition while Journey retries, windows pile up, or the
-        broker is away; resume all but those waiting for a seal mark."""
+        """Hold while windows pile up (up to HOLD_MAX_S); pause every assigned partition
+        while Journey retries, windows pile up longer, or the broker is away; resume all
+        but those waiting for a seal mark."""
         worker = self._worker
         self.health.unauthorized = worker.unauthorized
-        behind = (
-            worker.retrying
-            or worker.outstanding > MAX_OUTSTANDING_WINDOWS
+        full = (
+            worker.outstanding > MAX_OUTSTANDING_WINDOWS
             or self._checkpoint.waiting > MAX_OUTSTANDING_WINDOWS
-            or self.health.broker_down_s > 0
         )
+        if not full:
+            self._full_since = None
+        elif self._full_since is None:
+            self._full_since = self._clock.monotonic()
+        stalled = worker.retrying or self.health.broker_down_s > 0
+        behind = stalled or (
+            self._full_since is not None
+            and self._clock.monotonic() - self._full_since >= HOLD_MAX_S
+        )
+        self.holding = full and not behind
         if behind != self.paused:
             log.debug("backpressure" if behind else "resuming")
         if behind and not self.paused:

@@ -68,6 +68,8 @@ CLOSE_RESERVE_S = 3.0  # of the shutdown deadline, kept for closing (at most a q
 # records processed between two looks at the clock: a window due mid-batch is sealed
 # within a few milliseconds, not after the whole poll's records (end-to-end latency)
 SEAL_CHECK_RECORDS = 256
+# While it holds (backpressure.py), the loop looks this often whether a window is done
+HOLD_SLICE_S = 0.002
 
 
 class Pipeline(Rebalancing):
@@ -131,6 +133,7 @@ class Pipeline(Rebalancing):
             worker=parts.worker,
             checkpoint=self.checkpoint,
             held=self.replay.held,
+            clock=parts.clock,
         )
         self._stopping = False
         self._stop_at: float | None = None
@@ -199,8 +202,12 @@ class Pipeline(Rebalancing):
         """One turn: poll, process, seal when due, hand on, commit, watch, back off."""
         clock, checkpoint = self._clock, self.checkpoint
         timeout = min(max(self._seal_at - clock.monotonic(), 0.0), 0.2)
-        records = self._consumer.consume(self.settings.consume_batch, timeout)
-        self._polled()
+        if self._backpressure.holding:  # windows pile up: wait for one, read nothing
+            clock.sleep(min(timeout, HOLD_SLICE_S))
+            records = []
+        else:
+            records = self._consumer.consume(self.settings.consume_batch, timeout)
+            self._polled()
         records = self._control.take(records)  # forget requests out, applied (control.py)
         if records:
             self._backpressure.watch.ok()
