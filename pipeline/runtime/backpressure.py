@@ -62,6 +62,7 @@ class Backpressure:
         self._clock = clock
         self.paused = False
         self.holding = False  # windows pile up: the loop reads nothing, not paused
+        self._held_back = False  # paused or holding: what ofsys_backpressure says
         self._full_since: float | None = None
         self._outage_logged = False
 
@@ -114,11 +115,13 @@ class Backpressure:
         if behind and not self.paused:
             self._consumer.pause(self._consumer.assignment())
             self.paused = True
-            self.metrics.backpressure.set(1)
         elif not behind and self.paused:
             held = self._held
             self._consumer.resume(
                 [tp for tp in self._consumer.assignment() if (tp.topic, tp.partition) not in held]
             )
             self.paused = False
-            self.metrics.backpressure.set(0)
+        held_back = self.paused or self.holding
+        if held_back != self._held_back:
+            self._held_back = held_back
+            self.metrics.backpressure.set(int(held_back))

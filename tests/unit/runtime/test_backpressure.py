@@ -78,6 +78,7 @@ def test_windows_piling_up_hold_the_loop_before_they_pause_it(
     assert r.pipeline.checkpoint.waiting > MAX_OUTSTANDING_WINDOWS
     assert r.pipeline._backpressure.holding
     assert not consumer.paused
+    assert r.metrics.registry.get_sample_value("ofsys_backpressure") == 1  # held back
     read = consumer.positions[(TOPIC, 0)]
     consumer.add(TOPIC, *records[90])
     r.turn()  # held: the new record is not read
@@ -89,5 +90,6 @@ def test_windows_piling_up_hold_the_loop_before_they_pause_it(
     r.fakes.outputs.hold = False
     r.turn()
     assert not consumer.paused and not r.pipeline._backpressure.holding
+    assert r.metrics.registry.get_sample_value("ofsys_backpressure") == 0
     r.turn()
     assert consumer.positions[(TOPIC, 0)] == read + 1
