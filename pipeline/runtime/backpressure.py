@@ -10,8 +10,9 @@ BrokerOutageError.
 Windows piling up for less than HOLD_MAX_S is the normal flow control of a catch-up: the
 loop then holds (`holding`: it reads nothing, the partitions stay resumed) instead of
 pausing. A pause makes librdkafka drop every partition's prefetched records, and after
-the resume the loop waited for them to be fetched again: 0.1-0.9 s with nothing to
-read at each of the catch-up's pauses (docs/benchmarks.md, 2026-12-07 (night)).
+the resume the loop waited for them to be fetched again, with nothing to read: heavy
+carts ran 27,953-33,434 events/s with pauses and 34,157-42,195 with the hold
+(`ofsys-pipeline bench --shape heavy-carts`, docs/benchmarks.md, 2026-12-07 (night)).
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ class Backpressure:
         self._clock = clock
         self.paused = False
         self.holding = False  # windows pile up: the loop reads nothing, not paused
-        self._held_back = False  # paused or holding: what ofsys_backpressure says
         self._full_since: float | None = None
         self._outage_logged = False
 
@@ -96,6 +96,7 @@ class Backpressure:
         but those waiting for a seal mark."""
         worker = self._worker
         self.health.unauthorized = worker.unauthorized
+        was_held_back = self.paused or self.holding  # what ofsys_backpressure says
         full = (
             worker.outstanding > MAX_OUTSTANDING_WINDOWS
             or self._checkpoint.waiting > MAX_OUTSTANDING_WINDOWS
@@ -122,6 +123,5 @@ class Backpressure:
             )
             self.paused = False
         held_back = self.paused or self.holding
-        if held_back != self._held_back:
-            self._held_back = held_back
+        if held_back != was_held_back:
             self.metrics.backpressure.set(int(held_back))
