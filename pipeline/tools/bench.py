@@ -33,6 +33,7 @@ from .bench_parts import (
     _start_emulator,
     consume_decode_ceiling,
     emulator_json,
+    loop_thread_cpu_s,
     stop_emulator,
 )
 from .bench_process import PipelineProcess, scrape
@@ -72,6 +73,7 @@ def one_run(
             assigned = time.time()
             done = pipeline.wait_committed(ends, partitions, deadline)
             figures = pipeline.metrics()
+            loop_cpu_s = loop_thread_cpu_s(pipeline.process.pid)
             peak_mib = pipeline.rss.peak_kib / 1024
             code = pipeline.stop()
         first = emulator_json(f"{base}/receipts")["first_request_ms"] / 1000
@@ -97,6 +99,9 @@ def one_run(
         # the pipeline's own CPU seconds once its commits covered every record (its
         # process_cpu_seconds_total): steadier than a rate for comparing two builds
         "cpu_s": round(figures.get("process_cpu_seconds_total", 0.0), 2),
+        # of it, the loop thread's (/proc, read then too): the rest is the delivery
+        # lanes' and librdkafka's threads
+        "loop_thread_cpu_s": round(loop_cpu_s, 2),
         "exit_code": code,
     }
 

@@ -1,10 +1,11 @@
 """Shared parts of the benchmarks (`bench` and `bench --backlog`): the Journey emulator
 in its own process (optionally delaying every response), the 10-90 % steady rate, the
-consume + decode ceiling, and VmRSS sampling of a process from /proc."""
+consume + decode ceiling, VmRSS sampling of a process and its loop thread's CPU, from /proc."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import threading
@@ -103,6 +104,20 @@ def consume_decode_ceiling(
     elapsed = time.perf_counter() - (first or 0.0)
     consumer.close()
     return events / max(elapsed, 1e-9)
+
+
+def loop_thread_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process's first thread, where `ofsys-pipeline
+    run` runs its loop, from /proc/<pid>/task/<pid>/stat; 0.0 once it is gone. Beside
+    the process's own CPU seconds it tells the loop's share from the delivery lanes' and
+    librdkafka's, which share the GIL or a core with it."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # after the command's closing parenthesis: state is field 3, utime 14 and stime 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class RssWatch:

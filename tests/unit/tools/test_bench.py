@@ -4,6 +4,8 @@ the `bench` command line (no broker, no timing)."""
 from __future__ import annotations
 
 import itertools
+import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +16,7 @@ from pipeline.cli import build_parser
 from pipeline.errors import DecodeError
 from pipeline.source.decode import SingleObjectDecoder
 from pipeline.source.schemas import load_family
+from pipeline.tools.bench_parts import loop_thread_cpu_s
 from pipeline.tools.bench_shapes import (
     SHAPES,
     cart_backlog,
@@ -200,3 +203,17 @@ def _decoded(decode: Callable[[bytes], dict[str, Any]], value: bytes) -> dict[st
         return decode(value)
     except DecodeError:
         return None
+
+
+def test_loop_thread_cpu_is_the_first_threads_share_of_the_process_cpu() -> None:
+    """Read from /proc as the bench reads the pipeline's: while this process's first
+    thread spins, its CPU grows by the spin and stays within the process's own; a
+    process that is not there reads as 0."""
+    before = loop_thread_cpu_s(os.getpid())
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    after = loop_thread_cpu_s(os.getpid())
+    assert after - before >= 0.2
+    assert after <= time.process_time() + 0.02  # clock ticks round to 10 ms
+    assert loop_thread_cpu_s(2**22 + 1) == 0.0  # above Linux's pid_max: no such process
