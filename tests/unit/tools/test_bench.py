@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -206,14 +207,26 @@ def _decoded(decode: Callable[[bytes], dict[str, Any]], value: bytes) -> dict[st
 
 
 def test_loop_thread_cpu_is_the_first_threads_share_of_the_process_cpu() -> None:
-    """Read from /proc as the bench reads the pipeline's: while this process's first
-    thread spins, its CPU grows by the spin and stays within the process's own; a
-    process that is not there reads as 0."""
-    before = loop_thread_cpu_s(os.getpid())
-    end = time.process_time() + 0.3
-    while time.process_time() < end:
-        pass
+    """Read from /proc as the bench reads the pipeline's, with this test on the
+    process's first thread: CPU spent by another thread is in the process's CPU but not
+    in the first thread's; CPU the first thread spends is. A process that is not there
+    reads as 0."""
+    assert threading.get_native_id() == os.getpid()
+
+    def spin(seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    before, process_before = loop_thread_cpu_s(os.getpid()), time.process_time()
+    other = threading.Thread(target=spin, args=(0.3,))
+    other.start()
+    other.join()
+    middle = loop_thread_cpu_s(os.getpid())
+    assert time.process_time() - process_before >= 0.3
+    assert middle - before <= 0.1  # the other thread's spin is not the first thread's
+    spin(0.3)
     after = loop_thread_cpu_s(os.getpid())
-    assert after - before >= 0.2
-    assert after <= time.process_time() + 0.02  # clock ticks round to 10 ms
+    assert after - middle >= 0.28  # clock ticks round to 10 ms
+    assert after <= time.process_time() + 0.02
     assert loop_thread_cpu_s(2**22 + 1) == 0.0  # above Linux's pid_max: no such process
